@@ -1,0 +1,275 @@
+//! Request bodies: content types, JSON objects, form fields, and typed field access with errors
+//! that name the field and say what was wrong.
+
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::http::Request;
+
+/// The longest title we keep, in characters.
+pub const MAX_TITLE_CHARS: usize = 1000;
+/// The longest legacy description we keep, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
+
+/// Which body formats a route reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepts {
+    /// JSON only (`application/json`, `*/*+json`); a body without a type is read as JSON.
+    Json,
+    /// JSON or `application/x-www-form-urlencoded`.
+    JsonOrForm,
+}
+
+impl Accepts {
+    fn expected(self) -> &'static str {
+        match self {
+            Accepts::Json => "application/json",
+            Accepts::JsonOrForm => "application/json or application/x-www-form-urlencoded",
+        }
+    }
+}
+
+/// The media type of `content_type`, lower case, without parameters.
+fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn is_json(media: &str) -> bool {
+    media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
+}
+
+/// The request body as a JSON object, read according to its `Content-Type`.
+pub fn object(request: &Request, accepts: Accepts) -> Result<Map<String, Value>, ApiError> {
+    let media = request.content_type.as_deref().map(media_type);
+    match media.as_deref() {
+        None => json_object(&request.body),
+        Some(media) if is_json(media) => json_object(&request.body),
+        Some("application/x-www-form-urlencoded") if accepts == Accepts::JsonOrForm => {
+            form_object(&request.body)
+        }
+        Some(_) => Err(ApiError::UnsupportedMediaType {
+            got: request.content_type.clone().unwrap_or_default(),
+            expected: accepts.expected(),
+        }),
+    }
+}
+
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest(
+            "request body is empty: expected a JSON object".to_string(),
+        ));
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|err| ApiError::BadRequest(format!("request body is not valid UTF-8: {err}")))?;
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(ApiError::BadRequest(format!(
+            "request body must be a JSON object, got {}",
+            kind(&other)
+        ))),
+        Err(err) => Err(ApiError::BadRequest(format!(
+            "request body is not valid JSON: {err}"
+        ))),
+    }
+}
+
+fn form_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|err| ApiError::BadRequest(format!("form body is not valid UTF-8: {err}")))?;
+    let mut map = Map::new();
+    for (name, value) in form_pairs(text)? {
+        map.insert(name, Value::String(value));
+    }
+    Ok(map)
+}
+
+/// The `name=value` pairs of a query string or form body, percent-decoded (`+` is a space).
+pub fn form_pairs(text: &str) -> Result<Vec<(String, String)>, ApiError> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((percent_decode(name)?, percent_decode(value)?))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> Result<String, ApiError> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|hex| std::str::from_utf8(hex).ok())
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!("bad percent-encoding in '{text}'"))
+                    })?;
+                out.push(hex);
+                i += 2;
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8(out)
+        .map_err(|_| ApiError::BadRequest(format!("'{text}' does not decode to UTF-8")))
+}
+
+/// A JSON value's kind, for error messages.
+pub fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn wrong_type(field: &str, expected: &str, got: &Value) -> ApiError {
+    ApiError::BadRequest(format!(
+        "field '{field}' must be {expected}, got {}",
+        kind(got)
+    ))
+}
+
+/// Field `field` as a title: a string, not blank, at most [`MAX_TITLE_CHARS`]; trimmed.
+pub fn title(map: &Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
+    let Some(value) = map.get(field) else {
+        return Ok(None);
+    };
+    let Value::String(text) = value else {
+        return Err(wrong_type(field, "a string", value));
+    };
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "field '{field}' must not be empty"
+        )));
+    }
+    let chars = trimmed.chars().count();
+    if chars > MAX_TITLE_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "field '{field}' is {chars} characters long; the limit is {MAX_TITLE_CHARS}"
+        )));
+    }
+    Ok(Some(trimmed.to_string()))
+}
+
+/// Field `field` as free text of at most [`MAX_DESCRIPTION_CHARS`] (may be empty).
+pub fn text(map: &Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
+    match map.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => {
+            let chars = text.chars().count();
+            if chars > MAX_DESCRIPTION_CHARS {
+                return Err(ApiError::BadRequest(format!(
+                    "field '{field}' is {chars} characters long; the limit is {MAX_DESCRIPTION_CHARS}"
+                )));
+            }
+            Ok(Some(text.clone()))
+        }
+        Some(other) => Err(wrong_type(field, "a string", other)),
+    }
+}
+
+/// Field `field` as a boolean.
+pub fn boolean(map: &Map<String, Value>, field: &str) -> Result<Option<bool>, ApiError> {
+    match map.get(field) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(wrong_type(field, "true or false", other)),
+    }
+}
+
+/// Field `field` as a signed 64-bit integer.
+pub fn integer(map: &Map<String, Value>, field: &str) -> Result<Option<i64>, ApiError> {
+    match map.get(field) {
+        None => Ok(None),
+        Some(value @ Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| wrong_type(field, "an integer between -2^63 and 2^63-1", value)),
+        Some(other) => Err(wrong_type(field, "an integer", other)),
+    }
+}
+
+/// `value` as an id: a positive integer, as a JSON number or a string of digits.
+pub fn id_value(field: &str, value: &Value) -> Result<u64, ApiError> {
+    let id = match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(text) => parse_id(text),
+        _ => None,
+    };
+    id.filter(|id| *id > 0)
+        .ok_or_else(|| wrong_type(field, "a positive integer id", value))
+}
+
+/// `text` as an id: ASCII digits only (no sign, no spaces), a positive u64.
+pub fn parse_id(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<u64>().ok().filter(|id| *id > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_pairs_decode_plus_and_percent() -> Result<(), ApiError> {
+        let pairs = form_pairs("name=buy+milk&desc=2%25%20fat&empty=")?;
+        assert_eq!(
+            pairs,
+            vec![
+                ("name".to_string(), "buy milk".to_string()),
+                ("desc".to_string(), "2% fat".to_string()),
+                ("empty".to_string(), String::new()),
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn truncated_percent_escape_is_a_bad_request() {
+        assert!(matches!(form_pairs("a=%4"), Err(ApiError::BadRequest(_))));
+    }
+
+    #[test]
+    fn parse_id_accepts_only_plain_positive_digits() {
+        assert_eq!(parse_id("42"), Some(42));
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "+1",
+            " 1",
+            "1.0",
+            "abc",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(parse_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn content_type_parameters_and_case_are_ignored() -> Result<(), ApiError> {
+        let request = Request::new("POST", "/todos")
+            .with_body("Application/JSON; charset=utf-8", br#"{"title":"x"}"#);
+        assert!(object(&request, Accepts::Json)?.contains_key("title"));
+        Ok(())
+    }
+}

@@ -1,0 +1,223 @@
+//! The thin adapter between WIT and the pure logic: read the `wasi:http` request, call
+//! [`crate::handle`] with the host's `wasi:keyvalue` bucket, write the response.
+//!
+//! This is the only module that touches bindings, and it keeps nothing between calls: there is
+//! no "between", since the host makes a fresh instance for every request.
+
+// Generated bindings are the one place unsafe code lives: the ABI glue wit-bindgen writes.
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "todo:app/app",
+        generate_all,
+        pub_export_macro: true,
+    });
+}
+
+use std::cell::OnceCell;
+
+use bindings::exports::wasi::http::incoming_handler::Guest;
+use bindings::wasi::clocks::wall_clock;
+use bindings::wasi::http::types::{
+    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam, Scheme,
+};
+use bindings::wasi::io::streams::StreamError;
+use bindings::wasi::keyvalue::{atomics, batch, store as wasi_store};
+
+use crate::error::ApiError;
+use crate::http::{MAX_BODY_BYTES, Request, Response};
+use crate::kv::{KeyPage, Kv, KvError, Values};
+use crate::store::BUCKET;
+use crate::time::Timestamp;
+
+/// A `wasi:io` output stream accepts at most this many bytes per write.
+const WRITE_CHUNK: usize = 4096;
+
+struct Component;
+
+impl Guest for Component {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let response = match read_request(&request) {
+            Ok(request) => {
+                let kv = WasiKv::default();
+                let now = wall_clock::now();
+                crate::handle(
+                    &request,
+                    &kv,
+                    Timestamp {
+                        seconds: now.seconds,
+                        nanoseconds: now.nanoseconds,
+                    },
+                )
+            }
+            Err(err) => err.into_response(),
+        };
+        write_response(response, response_out);
+    }
+}
+
+// The export glue is generated unsafe code too; it only forwards to `Component::handle`.
+#[allow(unsafe_code)]
+mod export {
+    use super::{Component, bindings};
+    bindings::export!(Component with_types_in bindings);
+}
+
+fn read_request(request: &IncomingRequest) -> Result<Request, ApiError> {
+    let method = match request.method() {
+        Method::Get => "GET".to_string(),
+        Method::Head => "HEAD".to_string(),
+        Method::Post => "POST".to_string(),
+        Method::Put => "PUT".to_string(),
+        Method::Delete => "DELETE".to_string(),
+        Method::Connect => "CONNECT".to_string(),
+        Method::Options => "OPTIONS".to_string(),
+        Method::Trace => "TRACE".to_string(),
+        Method::Patch => "PATCH".to_string(),
+        Method::Other(other) => other.to_ascii_uppercase(),
+    };
+    let path_and_query = request.path_with_query().unwrap_or_else(|| "/".to_string());
+    let mut parsed = Request::new(&method, &path_and_query);
+    parsed.method = method;
+    parsed.scheme = match request.scheme() {
+        Some(Scheme::Https) => "https".to_string(),
+        Some(Scheme::Other(other)) => other,
+        Some(Scheme::Http) | None => "http".to_string(),
+    };
+    let headers = request.headers();
+    if let Some(authority) = request
+        .authority()
+        .filter(|a| !a.is_empty())
+        .or_else(|| header(&headers, "host"))
+    {
+        parsed.authority = authority;
+    }
+    parsed.content_type = header(&headers, "content-type");
+    parsed.body = read_body(request)?;
+    Ok(parsed)
+}
+
+fn header(headers: &Fields, name: &str) -> Option<String> {
+    let values = headers.get(name);
+    values
+        .first()
+        .and_then(|value| String::from_utf8(value.clone()).ok())
+}
+
+fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ApiError> {
+    let body = request
+        .consume()
+        .map_err(|()| ApiError::BadRequest("the request body was already taken".into()))?;
+    let mut bytes = Vec::new();
+    {
+        let stream = body
+            .stream()
+            .map_err(|()| ApiError::BadRequest("the request body cannot be read".into()))?;
+        loop {
+            match stream.blocking_read(64 * 1024) {
+                Ok(chunk) => {
+                    bytes.extend_from_slice(&chunk);
+                    if bytes.len() > MAX_BODY_BYTES {
+                        return Err(ApiError::PayloadTooLarge {
+                            limit: MAX_BODY_BYTES,
+                        });
+                    }
+                }
+                Err(StreamError::Closed) => break,
+                Err(StreamError::LastOperationFailed(err)) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "the request body broke off: {}",
+                        err.to_debug_string()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(bytes)
+}
+
+fn write_response(response: Response, out: ResponseOutparam) {
+    let fields: Vec<(String, Vec<u8>)> = response
+        .headers
+        .into_iter()
+        .map(|(name, value)| (name, value.into_bytes()))
+        .collect();
+    // Our own header names and values are valid; an empty header set is the fallback.
+    let headers = Fields::from_list(&fields).unwrap_or_else(|_| Fields::new());
+    let outgoing = OutgoingResponse::new(headers);
+    let _ = outgoing.set_status_code(response.status);
+    let Ok(body) = outgoing.body() else {
+        return;
+    };
+    ResponseOutparam::set(out, Ok(outgoing));
+    {
+        let Ok(stream) = body.write() else {
+            return;
+        };
+        for chunk in response.body.chunks(WRITE_CHUNK) {
+            if stream.blocking_write_and_flush(chunk).is_err() {
+                // The client went away; nothing more can be said to it.
+                return;
+            }
+        }
+    }
+    let _ = OutgoingBody::finish(body, None);
+}
+
+/// The host's bucket [`BUCKET`], opened on first use (the page needs no store at all).
+#[derive(Default)]
+struct WasiKv {
+    bucket: OnceCell<Result<wasi_store::Bucket, KvError>>,
+}
+
+impl WasiKv {
+    fn bucket(&self) -> Result<&wasi_store::Bucket, KvError> {
+        self.bucket
+            .get_or_init(|| wasi_store::open(BUCKET).map_err(kv_error))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+fn kv_error(err: wasi_store::Error) -> KvError {
+    KvError(match err {
+        wasi_store::Error::NoSuchStore => format!("the host has no store '{BUCKET}'"),
+        wasi_store::Error::AccessDenied => format!("access to store '{BUCKET}' was denied"),
+        wasi_store::Error::Other(message) => message,
+    })
+}
+
+impl Kv for WasiKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.bucket()?.get(key).map_err(kv_error)
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.bucket()?.set(key, value).map_err(kv_error)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.bucket()?.delete(key).map_err(kv_error)
+    }
+
+    fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
+        atomics::increment(self.bucket()?, key, delta).map_err(kv_error)
+    }
+
+    fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage, KvError> {
+        let page = self.bucket()?.list_keys(cursor).map_err(kv_error)?;
+        Ok(KeyPage {
+            keys: page.keys,
+            cursor: page.cursor,
+        })
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Values, KvError> {
+        batch::get_many(self.bucket()?, keys).map_err(kv_error)
+    }
+
+    fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
+        batch::delete_many(self.bucket()?, keys).map_err(kv_error)
+    }
+}

@@ -1,0 +1,63 @@
+//! The API's errors, and the one place where they become a status and a JSON body.
+
+use crate::http::Response;
+use crate::kv::KvError;
+
+/// Everything a request can fail with, as the client should hear it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed: bad JSON, wrong field type, empty or over-long title.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The resource does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The path exists but not with this method; `allow` lists the methods it has.
+    #[error("method {method} is not allowed on {path}; allowed: {allow}")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allow: &'static str,
+    },
+    /// The body is larger than [`crate::http::MAX_BODY_BYTES`].
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// The body is in a format this route does not read.
+    #[error("unsupported Content-Type '{got}': send {expected}")]
+    UnsupportedMediaType { got: String, expected: &'static str },
+    /// The host's store failed; the request changed nothing we know of.
+    #[error("the store is unavailable: {0}")]
+    Store(String),
+}
+
+impl From<KvError> for ApiError {
+    fn from(err: KvError) -> Self {
+        ApiError::Store(err.0)
+    }
+}
+
+impl ApiError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::BadRequest(_) => 400,
+            ApiError::NotFound(_) => 404,
+            ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::PayloadTooLarge { .. } => 413,
+            ApiError::UnsupportedMediaType { .. } => 415,
+            ApiError::Store(_) => 503,
+        }
+    }
+
+    /// The response: the status, `{"error": message}`, and `Allow` for 405.
+    pub fn into_response(self) -> Response {
+        let response = Response::json(
+            self.status(),
+            &serde_json::json!({ "error": self.to_string() }),
+        );
+        match self {
+            ApiError::MethodNotAllowed { allow, .. } => response.with_header("allow", allow),
+            _ => response,
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The key-value operations the todo logic needs, as a small trait.
+//!
+//! In the component this is backed by the host's `wasi:keyvalue` bucket; in native tests and in
+//! the native baseline server by [`MemoryKv`] or any other implementation. The operations mirror
+//! `wasi:keyvalue@0.2.0-draft` (store, atomics, batch) one for one, so the adapter stays thin.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// A store failure, with the store's own message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KvError(pub String);
+
+/// The answer of a batch get: per key asked for, the key and its value, or `None`.
+pub type Values = Vec<Option<(String, Vec<u8>)>>;
+
+/// One page of `list_keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyPage {
+    /// Keys on this page.
+    pub keys: Vec<String>,
+    /// Where the next page starts; `None` when this was the last page.
+    pub cursor: Option<u64>,
+}
+
+/// One bucket of a key-value store.
+pub trait Kv {
+    /// The value of `key`, if any.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+    /// Sets `key` to `value`.
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError>;
+    /// Deletes `key`; deleting a missing key is not an error.
+    fn delete(&self, key: &str) -> Result<(), KvError>;
+    /// Atomically adds `delta` to the counter at `key` (missing counts as 0) and returns the sum.
+    fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError>;
+    /// One page of keys, starting at `cursor` (`None`: the first page).
+    fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage, KvError>;
+    /// The values of `keys`, in order; `None` where a key has no value.
+    fn get_many(&self, keys: &[String]) -> Result<Values, KvError>;
+    /// Deletes all of `keys`.
+    fn delete_many(&self, keys: &[String]) -> Result<(), KvError>;
+}
+
+/// Every key of the bucket, following the cursor to the end.
+pub fn all_keys(kv: &dyn Kv) -> Result<Vec<String>, KvError> {
+    let mut keys = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = kv.list_keys(cursor)?;
+        keys.extend(page.keys);
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(keys),
+        }
+    }
+}
+
+/// An in-memory bucket: for tests, and for native callers of the logic.
+///
+/// Pages are deliberately small so that code using it follows cursors for real.
+#[derive(Debug, Default)]
+pub struct MemoryKv {
+    entries: RefCell<BTreeMap<String, Vec<u8>>>,
+}
+
+/// Keys per `list_keys` page of [`MemoryKv`].
+const MEMORY_PAGE_SIZE: usize = 3;
+
+impl MemoryKv {
+    /// An empty bucket.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of keys stored.
+    pub fn len(&self) -> usize {
+        self.entries.borrow().len()
+    }
+
+    /// Whether no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.entries.borrow().is_empty()
+    }
+
+    /// A copy of every entry, to compare a store before and after a request.
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        self.entries.borrow().clone()
+    }
+}
+
+impl Kv for MemoryKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.entries.borrow().get(key).cloned())
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.entries
+            .borrow_mut()
+            .insert(key.to_string(), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.entries.borrow_mut().remove(key);
+        Ok(())
+    }
+
+    fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
+        let mut entries = self.entries.borrow_mut();
+        let current = match entries.get(key) {
+            None => 0,
+            Some(bytes) => std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|text| text.parse::<u64>().ok())
+                .ok_or_else(|| KvError(format!("value of '{key}' is not a counter")))?,
+        };
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| KvError(format!("counter '{key}' would overflow")))?;
+        entries.insert(key.to_string(), next.to_string().into_bytes());
+        Ok(next)
+    }
+
+    fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage, KvError> {
+        let entries = self.entries.borrow();
+        let start = usize::try_from(cursor.unwrap_or(0)).unwrap_or(usize::MAX);
+        let keys: Vec<String> = entries
+            .keys()
+            .skip(start)
+            .take(MEMORY_PAGE_SIZE)
+            .cloned()
+            .collect();
+        let end = start.saturating_add(keys.len());
+        let cursor = (end < entries.len()).then_some(end as u64);
+        Ok(KeyPage { keys, cursor })
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Values, KvError> {
+        let entries = self.entries.borrow();
+        Ok(keys
+            .iter()
+            .map(|key| entries.get(key).map(|value| (key.clone(), value.clone())))
+            .collect())
+    }
+
+    fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
+        let mut entries = self.entries.borrow_mut();
+        for key in keys {
+            entries.remove(key);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_keys_follows_the_cursor_across_pages() -> Result<(), KvError> {
+        let kv = MemoryKv::new();
+        for i in 0..10 {
+            kv.set(&format!("k{i:02}"), b"v")?;
+        }
+        let keys = all_keys(&kv)?;
+        assert_eq!(keys.len(), 10);
+        assert_eq!(keys.first().map(String::as_str), Some("k00"));
+        assert_eq!(keys.last().map(String::as_str), Some("k09"));
+        Ok(())
+    }
+
+    #[test]
+    fn increment_starts_at_zero_and_rejects_non_counters() -> Result<(), KvError> {
+        let kv = MemoryKv::new();
+        assert_eq!(kv.increment("n", 1)?, 1);
+        assert_eq!(kv.increment("n", 5)?, 6);
+        kv.set("text", b"abc")?;
+        assert!(kv.increment("text", 1).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn list_keys_cursor_past_end_returns_empty() -> Result<(), KvError> {
+        let kv = MemoryKv::new();
+        kv.set("a", b"1")?;
+        assert_eq!(kv.list_keys(Some(1_000))?, KeyPage::default());
+        Ok(())
+    }
+}

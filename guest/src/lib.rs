@@ -1,0 +1,38 @@
+//! The todo application as a stateless WebAssembly component.
+//!
+//! Everything a request needs is in this crate; everything a request must remember is in the
+//! host's key-value store. The crate builds twice:
+//!
+//! * for `wasm32-wasip2` it is the component: [`component`] adapts `wasi:http` and
+//!   `wasi:keyvalue` to the pure logic below (only that module touches WIT bindings);
+//! * natively it is a plain library, so the routing, validation and JSON logic is unit-tested with
+//!   `cargo test -p todo-guest` against [`kv::MemoryKv`], and a native server can call it directly.
+//!
+//! # Layout
+//! * [`http`]: the plain request and response types the logic speaks.
+//! * [`router`]: method + path → handler, CORS, preflight, the single-page-app fallback.
+//! * [`todos`]: the canonical `/todos` API (Todo-Backend compatible).
+//! * [`legacy`]: the `/api/rule` and `/api/currentUser` API of the classic Express app.
+//! * [`store`]: the KV layout (`todo/<id>`, `meta/next-id`) and the todo record.
+//! * [`body`]: JSON and form body parsing with errors that say what was wrong.
+//! * [`error`]: [`error::ApiError`], mapped to a status and a JSON body in one place.
+//! * [`kv`]: the small KV trait the logic is written against, and an in-memory implementation.
+//! * [`page`]: the embedded web page.
+//! * [`time`]: RFC 3339 formatting of wall-clock time.
+
+pub mod body;
+pub mod error;
+pub mod http;
+pub mod kv;
+pub mod legacy;
+pub mod page;
+pub mod router;
+pub mod store;
+pub mod time;
+pub mod todos;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+pub use http::{Request, Response};
+pub use router::handle;

@@ -1,0 +1,69 @@
+//! Method + path → handler. Also the parts every response shares: CORS headers, preflight,
+//! `HEAD`, and the single-page-app fallback.
+
+use crate::error::ApiError;
+use crate::http::{Request, Response};
+use crate::kv::Kv;
+use crate::time::Timestamp;
+use crate::{legacy, page, todos};
+
+/// Methods a browser may use cross-origin, as the preflight answer lists them.
+pub const CORS_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
+/// Methods of the page and of every other non-API path.
+pub const PAGE_ALLOW: &str = "GET, HEAD, OPTIONS";
+
+/// Answers one request. Never fails: every error becomes its JSON response here.
+pub fn handle(request: &Request, kv: &dyn Kv, now: Timestamp) -> Response {
+    let head = request.method == "HEAD";
+    let response = if request.method == "OPTIONS" {
+        preflight()
+    } else if head {
+        let as_get = Request {
+            method: "GET".to_string(),
+            ..request.clone()
+        };
+        route(&as_get, kv, now).unwrap_or_else(ApiError::into_response)
+    } else {
+        route(request, kv, now).unwrap_or_else(ApiError::into_response)
+    };
+    let mut response = response.with_header("access-control-allow-origin", "*");
+    if head {
+        // A HEAD answer carries the GET answer's headers (length included) but no body.
+        let length = response.body.len().to_string();
+        response.body.clear();
+        response = response.with_header("content-length", length);
+    }
+    response
+}
+
+fn preflight() -> Response {
+    Response::empty(204)
+        .with_header("access-control-allow-methods", CORS_METHODS)
+        .with_header("access-control-allow-headers", "Content-Type")
+        .with_header("access-control-max-age", "86400")
+}
+
+fn route(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, ApiError> {
+    let path = request.path.as_str();
+    // One trailing slash is forgiven (`/todos/`); anything else must match exactly.
+    let trimmed = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    let segments: Vec<&str> = trimmed.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["todos"] => todos::collection(request, kv, now),
+        ["todos", id] => todos::item(request, id, kv, now),
+        ["api", "rule"] => legacy::rule(request, kv, now),
+        ["api", "currentUser"] => legacy::current_user(request),
+        ["todos", ..] | ["api", ..] => Err(ApiError::NotFound(format!("no route for {path}"))),
+        _ => match request.method.as_str() {
+            "GET" => Ok(page::index()),
+            method => Err(ApiError::MethodNotAllowed {
+                method: method.to_string(),
+                path: path.to_string(),
+                allow: PAGE_ALLOW,
+            }),
+        },
+    }
+}

@@ -1,0 +1,502 @@
+//! The todo logic, natively, against an in-memory store: every route and status of both APIs.
+
+use serde_json::{Value, json};
+use todo_guest::kv::MemoryKv;
+use todo_guest::time::Timestamp;
+use todo_guest::{Request, Response, handle};
+
+const NOW: Timestamp = Timestamp {
+    seconds: 1_764_000_000,
+    nanoseconds: 0,
+};
+
+fn send(kv: &MemoryKv, request: Request) -> Response {
+    handle(&request, kv, NOW)
+}
+
+fn create(kv: &MemoryKv, title: &str) -> Value {
+    let response = send(
+        kv,
+        Request::new("POST", "/todos").with_json(&json!({ "title": title }).to_string()),
+    );
+    assert_eq!(response.status, 201, "{:?}", response.body_json());
+    response.body_json()
+}
+
+fn error_of(response: &Response) -> String {
+    response.body_json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn post_creates_a_todo_with_location_and_absolute_url() {
+    let kv = MemoryKv::new();
+    let mut request = Request::new("POST", "/todos").with_json(r#"{"title":" walk the dog "}"#);
+    request.authority = "example.test:8080".to_string();
+    let response = send(&kv, request);
+    assert_eq!(response.status, 201);
+    let todo = response.body_json();
+    assert_eq!(todo["id"], 1);
+    assert_eq!(todo["title"], "walk the dog");
+    assert_eq!(todo["completed"], false);
+    assert_eq!(todo["order"], 1);
+    assert_eq!(todo["url"], "http://example.test:8080/todos/1");
+    assert_eq!(todo["createdAt"], "2025-11-24T16:00:00.000Z");
+    assert_eq!(
+        response.header("location"),
+        Some("http://example.test:8080/todos/1")
+    );
+    assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+}
+
+#[test]
+fn get_collection_sorts_by_order_then_id() {
+    let kv = MemoryKv::new();
+    for (title, order) in [("c", 5), ("a", 1), ("b", 5)] {
+        let body = json!({ "title": title, "order": order }).to_string();
+        assert_eq!(
+            send(&kv, Request::new("POST", "/todos").with_json(&body)).status,
+            201
+        );
+    }
+    let response = send(&kv, Request::new("GET", "/todos"));
+    assert_eq!(response.status, 200);
+    let titles: Vec<Value> = response
+        .body_json()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|t| t["title"].clone())
+        .collect();
+    assert_eq!(titles, vec![json!("a"), json!("c"), json!("b")]);
+}
+
+#[test]
+fn get_item_and_unknown_item() {
+    let kv = MemoryKv::new();
+    create(&kv, "x");
+    let found = send(&kv, Request::new("GET", "/todos/1"));
+    assert_eq!(found.status, 200);
+    assert_eq!(found.body_json()["title"], "x");
+    let missing = send(&kv, Request::new("GET", "/todos/2"));
+    assert_eq!(missing.status, 404);
+    assert_eq!(error_of(&missing), "no todo with id 2");
+    let not_an_id = send(&kv, Request::new("GET", "/todos/abc"));
+    assert_eq!(not_an_id.status, 404);
+    assert!(error_of(&not_an_id).contains("'abc'"));
+}
+
+#[test]
+fn patch_changes_only_the_given_fields() {
+    let kv = MemoryKv::new();
+    create(&kv, "x");
+    let response = send(
+        &kv,
+        Request::new("PATCH", "/todos/1").with_json(r#"{"completed":true}"#),
+    );
+    assert_eq!(response.status, 200);
+    let todo = response.body_json();
+    assert_eq!(todo["completed"], true);
+    assert_eq!(todo["title"], "x");
+    let response = send(
+        &kv,
+        Request::new("PATCH", "/todos/1").with_json(r#"{"title":"y","order":9}"#),
+    );
+    assert_eq!(response.body_json()["title"], "y");
+    assert_eq!(response.body_json()["order"], 9);
+    assert_eq!(response.body_json()["completed"], true);
+}
+
+#[test]
+fn patch_unknown_todo_returns_404() {
+    let kv = MemoryKv::new();
+    let response = send(
+        &kv,
+        Request::new("PATCH", "/todos/7").with_json(r#"{"completed":true}"#),
+    );
+    assert_eq!(response.status, 404);
+}
+
+#[test]
+fn put_replaces_title_and_completed() {
+    let kv = MemoryKv::new();
+    create(&kv, "x");
+    send(
+        &kv,
+        Request::new("PATCH", "/todos/1").with_json(r#"{"completed":true}"#),
+    );
+    let response = send(
+        &kv,
+        Request::new("PUT", "/todos/1").with_json(r#"{"title":"z"}"#),
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body_json()["title"], "z");
+    assert_eq!(response.body_json()["completed"], false);
+    let no_title = send(
+        &kv,
+        Request::new("PUT", "/todos/1").with_json(r#"{"completed":true}"#),
+    );
+    assert_eq!(no_title.status, 400);
+    assert!(error_of(&no_title).contains("'title' is required"));
+    let missing = send(
+        &kv,
+        Request::new("PUT", "/todos/9").with_json(r#"{"title":"z"}"#),
+    );
+    assert_eq!(missing.status, 404);
+}
+
+#[test]
+fn delete_item_then_it_is_gone_and_ids_are_not_reused() {
+    let kv = MemoryKv::new();
+    create(&kv, "a");
+    create(&kv, "b");
+    assert_eq!(send(&kv, Request::new("DELETE", "/todos/2")).status, 204);
+    assert_eq!(send(&kv, Request::new("GET", "/todos/2")).status, 404);
+    assert_eq!(send(&kv, Request::new("DELETE", "/todos/2")).status, 404);
+    assert_eq!(create(&kv, "c")["id"], 3);
+}
+
+#[test]
+fn delete_collection_removes_every_todo_but_keeps_the_counter() {
+    let kv = MemoryKv::new();
+    for i in 0..7 {
+        create(&kv, &format!("t{i}"));
+    }
+    assert_eq!(send(&kv, Request::new("DELETE", "/todos")).status, 204);
+    assert_eq!(
+        send(&kv, Request::new("GET", "/todos")).body_json(),
+        json!([])
+    );
+    assert_eq!(create(&kv, "after")["id"], 8);
+}
+
+#[test]
+fn bad_bodies_get_400_with_a_message_and_change_nothing() {
+    let kv = MemoryKv::new();
+    create(&kv, "keep");
+    let before = kv.snapshot();
+    let cases = [
+        ("POST", "/todos", "", "empty"),
+        ("POST", "/todos", "{", "not valid JSON"),
+        (
+            "POST",
+            "/todos",
+            "[1]",
+            "must be a JSON object, got an array",
+        ),
+        ("POST", "/todos", "{}", "'title' is required"),
+        ("POST", "/todos", r#"{"title":""}"#, "must not be empty"),
+        ("POST", "/todos", r#"{"title":"   "}"#, "must not be empty"),
+        (
+            "POST",
+            "/todos",
+            r#"{"title":5}"#,
+            "'title' must be a string, got a number",
+        ),
+        (
+            "POST",
+            "/todos",
+            r#"{"title":"x","completed":"yes"}"#,
+            "'completed' must be true or false",
+        ),
+        (
+            "POST",
+            "/todos",
+            r#"{"title":"x","order":1.5}"#,
+            "'order' must be an integer",
+        ),
+        (
+            "PATCH",
+            "/todos/1",
+            r#"{"completed":1}"#,
+            "'completed' must be true or false",
+        ),
+        (
+            "PATCH",
+            "/todos/1",
+            r#"{"title":null}"#,
+            "'title' must be a string, got null",
+        ),
+        ("PUT", "/todos/1", "nope", "not valid JSON"),
+    ];
+    for (method, path, body, expected) in cases {
+        let response = send(&kv, Request::new(method, path).with_json(body));
+        assert_eq!(response.status, 400, "{method} {path} {body}");
+        assert!(
+            error_of(&response).contains(expected),
+            "{method} {path} {body}: {}",
+            error_of(&response)
+        );
+    }
+    let long = "x".repeat(1001);
+    let response = send(
+        &kv,
+        Request::new("POST", "/todos").with_json(&json!({ "title": long }).to_string()),
+    );
+    assert_eq!(response.status, 400);
+    assert!(error_of(&response).contains("limit is 1000"));
+    let invalid_utf8 =
+        Request::new("POST", "/todos").with_body("application/json", b"{\"title\":\"\xff\"}");
+    let response = send(&kv, invalid_utf8);
+    assert_eq!(response.status, 400);
+    assert!(error_of(&response).contains("UTF-8"));
+    assert_eq!(kv.snapshot(), before);
+}
+
+#[test]
+fn unsupported_content_type_gets_415() {
+    let kv = MemoryKv::new();
+    let response = send(
+        &kv,
+        Request::new("POST", "/todos").with_body("text/plain", b"{\"title\":\"x\"}"),
+    );
+    assert_eq!(response.status, 415);
+    assert!(error_of(&response).contains("text/plain"));
+    let form = send(
+        &kv,
+        Request::new("POST", "/todos").with_body("application/x-www-form-urlencoded", b"title=x"),
+    );
+    assert_eq!(form.status, 415);
+    assert!(kv.is_empty());
+}
+
+#[test]
+fn a_body_without_content_type_is_read_as_json() {
+    let kv = MemoryKv::new();
+    let mut request = Request::new("POST", "/todos");
+    request.body = br#"{"title":"x"}"#.to_vec();
+    assert_eq!(send(&kv, request).status, 201);
+}
+
+#[test]
+fn wrong_methods_get_405_with_allow() {
+    let kv = MemoryKv::new();
+    for (method, path, allow) in [
+        ("PUT", "/todos", "GET, HEAD, POST, DELETE, OPTIONS"),
+        ("PATCH", "/todos", "GET, HEAD, POST, DELETE, OPTIONS"),
+        ("POST", "/todos/1", "GET, HEAD, PATCH, PUT, DELETE, OPTIONS"),
+        (
+            "PATCH",
+            "/api/rule",
+            "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+        ),
+        ("POST", "/api/currentUser", "GET, HEAD, OPTIONS"),
+        ("POST", "/", "GET, HEAD, OPTIONS"),
+    ] {
+        let response = send(&kv, Request::new(method, path));
+        assert_eq!(response.status, 405, "{method} {path}");
+        assert_eq!(response.header("allow"), Some(allow), "{method} {path}");
+        assert!(error_of(&response).contains(method));
+    }
+}
+
+#[test]
+fn options_is_a_cors_preflight_on_any_path() {
+    let kv = MemoryKv::new();
+    for path in ["/todos", "/todos/1", "/api/rule", "/anything"] {
+        let response = send(&kv, Request::new("OPTIONS", path));
+        assert_eq!(response.status, 204);
+        assert_eq!(response.header("access-control-allow-origin"), Some("*"));
+        assert_eq!(
+            response.header("access-control-allow-methods"),
+            Some("GET, POST, PUT, PATCH, DELETE, OPTIONS")
+        );
+        assert_eq!(
+            response.header("access-control-allow-headers"),
+            Some("Content-Type")
+        );
+    }
+}
+
+#[test]
+fn unknown_api_routes_get_404_json() {
+    let kv = MemoryKv::new();
+    for path in [
+        "/api/nope",
+        "/todos/1/extra",
+        "/todos//1",
+        "/todos/..",
+        "/todos/%31",
+    ] {
+        let response = send(&kv, Request::new("GET", path));
+        assert_eq!(response.status, 404, "{path}");
+        assert_eq!(response.header("content-type"), Some("application/json"));
+    }
+}
+
+#[test]
+fn other_gets_serve_the_page_and_head_has_no_body() {
+    let kv = MemoryKv::new();
+    for path in ["/", "/index.html", "/some/app/route"] {
+        let response = send(&kv, Request::new("GET", path));
+        assert_eq!(response.status, 200);
+        assert_eq!(
+            response.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        assert!(String::from_utf8_lossy(&response.body).contains("<title>Todos</title>"));
+    }
+    let head = send(&kv, Request::new("HEAD", "/"));
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(
+        head.header("content-length"),
+        Some(todo_guest::page::INDEX_HTML.len().to_string().as_str())
+    );
+}
+
+#[test]
+fn legacy_rule_crud_round_trip() {
+    let kv = MemoryKv::new();
+    let created = send(
+        &kv,
+        Request::new("POST", "/api/rule").with_json(r#"{"name":"n1","desc":"d1"}"#),
+    );
+    assert_eq!(created.status, 200);
+    let rule = created.body_json();
+    assert_eq!(rule["key"], 1);
+    assert_eq!(rule["name"], "n1");
+    assert_eq!(rule["desc"], "d1");
+    assert_eq!(rule["status"], 1);
+    assert_eq!(rule["progress"], 0);
+    assert!(rule["owner"].is_string());
+
+    let form = send(
+        &kv,
+        Request::new("POST", "/api/rule").with_body(
+            "application/x-www-form-urlencoded",
+            b"name=from+form&desc=%C3%A9",
+        ),
+    );
+    assert_eq!(form.status, 200);
+    assert_eq!(form.body_json()["name"], "from form");
+    assert_eq!(form.body_json()["desc"], "é");
+
+    // Partial PUT keeps absent fields; status may be a string.
+    let updated = send(
+        &kv,
+        Request::new("PUT", "/api/rule").with_json(r#"{"key":1,"status":"2"}"#),
+    );
+    assert_eq!(updated.status, 200);
+    assert_eq!(updated.body_json()["status"], 2);
+    assert_eq!(updated.body_json()["name"], "n1");
+    assert_eq!(updated.body_json()["desc"], "d1");
+    // The canonical API sees the same data.
+    assert_eq!(
+        send(&kv, Request::new("GET", "/todos/1")).body_json()["completed"],
+        true
+    );
+
+    let unknown = send(
+        &kv,
+        Request::new("PUT", "/api/rule").with_json(r#"{"key":99,"name":"x"}"#),
+    );
+    assert_eq!(unknown.status, 404);
+
+    let page = send(&kv, Request::new("GET", "/api/rule?current=1&pageSize=1")).body_json();
+    assert_eq!(page["total"], 2);
+    assert_eq!(page["success"], true);
+    assert_eq!(page["pageSize"], 1);
+    assert_eq!(page["current"], 1);
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(1));
+    let second = send(&kv, Request::new("GET", "/api/rule?current=2&pageSize=1")).body_json();
+    assert_eq!(second["data"][0]["key"], 2);
+
+    let deleted = send(
+        &kv,
+        Request::new("DELETE", "/api/rule").with_json(r#"{"key":[1]}"#),
+    );
+    assert_eq!(deleted.status, 200);
+    let body = deleted.body_json();
+    assert_eq!(body["pagination"]["total"], 1);
+    assert_eq!(body["list"][0]["key"], 2);
+}
+
+#[test]
+fn legacy_keys_match_exactly() {
+    let kv = MemoryKv::new();
+    for i in 1..=12 {
+        send(
+            &kv,
+            Request::new("POST", "/api/rule")
+                .with_json(&json!({ "name": format!("r{i}") }).to_string()),
+        );
+    }
+    // Deleting key 1 must not touch 10, 11 or 12.
+    let body = send(
+        &kv,
+        Request::new("DELETE", "/api/rule").with_json(r#"{"key":[1]}"#),
+    )
+    .body_json();
+    let keys: Vec<u64> = body["list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r["key"].as_u64())
+        .collect();
+    assert_eq!(keys, (2..=12).collect::<Vec<u64>>());
+}
+
+#[test]
+fn legacy_bad_input_gets_400() {
+    let kv = MemoryKv::new();
+    for (method, target, body, expected) in [
+        ("POST", "/api/rule", "{}", "'name' is required"),
+        ("PUT", "/api/rule", r#"{"name":"x"}"#, "'key' is required"),
+        (
+            "PUT",
+            "/api/rule",
+            r#"{"key":"abc"}"#,
+            "'key' must be a positive integer id",
+        ),
+        (
+            "PUT",
+            "/api/rule",
+            r#"{"key":1,"status":3}"#,
+            "'status' must be 1 (open) or 2 (done)",
+        ),
+        ("DELETE", "/api/rule", "{}", "'key' is required"),
+        ("DELETE", "/api/rule", r#"{"key":[-1]}"#, "positive integer"),
+        (
+            "GET",
+            "/api/rule?current=0",
+            "",
+            "'current' must be an integer",
+        ),
+        (
+            "GET",
+            "/api/rule?pageSize=x",
+            "",
+            "'pageSize' must be an integer",
+        ),
+    ] {
+        let request = if body.is_empty() {
+            Request::new(method, target)
+        } else {
+            Request::new(method, target).with_json(body)
+        };
+        let response = send(&kv, request);
+        assert_eq!(response.status, 400, "{method} {target} {body}");
+        assert!(
+            error_of(&response).contains(expected),
+            "{method} {target}: {}",
+            error_of(&response)
+        );
+    }
+}
+
+#[test]
+fn current_user_is_a_fixed_demo_user() {
+    let kv = MemoryKv::new();
+    let user = send(&kv, Request::new("GET", "/api/currentUser")).body_json();
+    for field in ["name", "avatar", "userid", "email"] {
+        assert!(
+            user[field].as_str().is_some_and(|v| !v.is_empty()),
+            "{field}"
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! The host side of `wasi:keyvalue@0.2.0-draft` (store, atomics, batch) on a [`KvBackend`].
+//!
+//! A bucket resource is only a name: opening one copies nothing, so every instance sees the
+//! shared store as it is now, and what it writes is there for the next request. Backend errors
+//! reach the guest as `error::other(message)`, never as traps; they are mapped in
+//! [`KvView::convert_error`] and nowhere else.
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+use super::{KvBackend, KvError};
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "wasi:keyvalue/imports",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": super::Bucket,
+        },
+        trappable_error_type: {
+            "wasi:keyvalue/store.error" => super::HostError,
+        },
+    });
+}
+
+use generated::wasi::keyvalue::{atomics, batch, store};
+
+/// The longest bucket name a guest may open.
+const MAX_BUCKET_NAME: usize = 64;
+
+/// An open bucket: the name of a namespace in the shared backend.
+#[derive(Debug)]
+pub struct Bucket {
+    name: String,
+}
+
+/// What a keyvalue call can fail with before it becomes the WIT `error`.
+#[derive(Debug)]
+pub enum HostError {
+    NoSuchStore,
+    Backend(KvError),
+    /// A broken guest: a resource handle that is not ours. This traps.
+    Trap(wasmtime::Error),
+}
+
+impl From<KvError> for HostError {
+    fn from(err: KvError) -> Self {
+        HostError::Backend(err)
+    }
+}
+
+impl From<wasmtime::component::ResourceTableError> for HostError {
+    fn from(err: wasmtime::component::ResourceTableError) -> Self {
+        HostError::Trap(err.into())
+    }
+}
+
+/// A request's view of the store: the shared backend and the request's resource table.
+pub struct KvView<'a> {
+    pub backend: &'a Arc<dyn KvBackend>,
+    pub table: &'a mut ResourceTable,
+}
+
+impl KvView<'_> {
+    fn bucket(&self, bucket: &Resource<Bucket>) -> Result<&str, HostError> {
+        Ok(self.table.get(bucket)?.name.as_str())
+    }
+}
+
+impl store::Host for KvView<'_> {
+    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, HostError> {
+        let valid = !identifier.is_empty()
+            && identifier.len() <= MAX_BUCKET_NAME
+            && identifier
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !valid {
+            return Err(HostError::NoSuchStore);
+        }
+        Ok(self.table.push(Bucket { name: identifier })?)
+    }
+
+    fn convert_error(&mut self, err: HostError) -> wasmtime::Result<store::Error> {
+        match err {
+            HostError::NoSuchStore => Ok(store::Error::NoSuchStore),
+            HostError::Backend(err) => {
+                tracing::warn!(error = %err, "key-value backend error");
+                Ok(store::Error::Other(err.0))
+            }
+            HostError::Trap(err) => Err(err),
+        }
+    }
+}
+
+impl store::HostBucket for KvView<'_> {
+    async fn get(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, HostError> {
+        let name = self.bucket(&bucket)?;
+        Ok(self.backend.get(name, &key).await?)
+    }
+
+    async fn set(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), HostError> {
+        let name = self.bucket(&bucket)?;
+        Ok(self.backend.set(name, &key, &value).await?)
+    }
+
+    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), HostError> {
+        let name = self.bucket(&bucket)?;
+        Ok(self.backend.delete(name, &key).await?)
+    }
+
+    async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, HostError> {
+        let name = self.bucket(&bucket)?;
+        Ok(self.backend.exists(name, &key).await?)
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> Result<store::KeyResponse, HostError> {
+        let name = self.bucket(&bucket)?;
+        let page = self.backend.list_keys(name, cursor).await?;
+        Ok(store::KeyResponse {
+            keys: page.keys,
+            cursor: page.cursor,
+        })
+    }
+
+    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for KvView<'_> {
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: u64,
+    ) -> Result<u64, HostError> {
+        let name = self.bucket(&bucket)?;
+        Ok(self.backend.increment(name, &key, delta).await?)
+    }
+}
+
+impl batch::Host for KvView<'_> {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<super::Values, HostError> {
+        let name = self.bucket(&bucket)?;
+        Ok(self.backend.get_many(name, &keys).await?)
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), HostError> {
+        let name = self.bucket(&bucket)?;
+        Ok(self.backend.set_many(name, &key_values).await?)
+    }
+
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<(), HostError> {
+        let name = self.bucket(&bucket)?;
+        Ok(self.backend.delete_many(name, &keys).await?)
+    }
+}
+
+/// Adds `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft` to `linker`; `view` finds a request's
+/// [`KvView`] in its store data.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> KvView<'_>,
+) -> wasmtime::Result<()> {
+    store::add_to_linker::<_, HasKv>(linker, view)?;
+    atomics::add_to_linker::<_, HasKv>(linker, view)?;
+    batch::add_to_linker::<_, HasKv>(linker, view)?;
+    Ok(())
+}
+
+struct HasKv;
+
+impl HasData for HasKv {
+    type Data<'a> = KvView<'a>;
+}

@@ -1,0 +1,84 @@
+//! `todo-host`: a wasmtime host that serves HTTP with a fresh WebAssembly component instance for
+//! every request and keeps the data in a key-value store that lives in the host.
+//!
+//! # Layout
+//! * [`config`]: the command line and the plain [`Config`] it becomes.
+//! * [`runtime`]: engine, compiled component, linker and `ProxyPre`, built once; the
+//!   per-request instance.
+//! * [`state`]: what one request's `Store` holds (WASI, `wasi:http`, the KV view).
+//! * [`kv`]: the [`kv::KvBackend`] seam, one file per backend, and the `wasi:keyvalue` host side.
+//! * [`server`]: the accept loop and graceful shutdown.
+//!
+//! # Request lifecycle
+//! 1. hyper parses a request on a connection task ([`server`]).
+//! 2. [`runtime::Runtime::handle`] makes a new `Store` with fresh [`state::RequestState`]
+//!    (resource table, WASI context with no files, no network, no environment), instantiates the
+//!    component from the pre-resolved `ProxyPre` (the pooling allocator makes this microseconds),
+//!    and calls `wasi:http/incoming-handler.handle`.
+//! 3. The guest reads the request and calls `wasi:keyvalue`, which [`kv::wasi`] forwards to the
+//!    one shared `Arc<dyn KvBackend>`.
+//! 4. The guest sets the response and writes its body; hyper streams it out.
+//! 5. The store is dropped: the instance, its memory and its resources are gone.
+
+pub mod config;
+pub mod kv;
+pub mod runtime;
+pub mod server;
+pub mod state;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use runtime::Runtime;
+
+/// A server that has validated its configuration and bound its socket, ready to [`Server::run`].
+pub struct Server {
+    listener: TcpListener,
+    runtime: Arc<Runtime>,
+}
+
+impl Server {
+    /// Checks everything (component, store) and binds the socket, in that order, so that a bad
+    /// flag fails before anything listens.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let component = match &config.component {
+            Some(path) => std::fs::read(path)
+                .with_context(|| format!("cannot read component {}", path.display()))?,
+            None => runtime::TODO_COMPONENT.to_vec(),
+        };
+        let kv = kv::open(&config.store).await?;
+        let runtime = Runtime::new(&component, kv).with_context(|| match &config.component {
+            Some(path) => format!("cannot load component {}", path.display()),
+            None => "cannot load the embedded todo component".to_string(),
+        })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Ok(Self {
+            listener,
+            runtime: Arc::new(runtime),
+        })
+    }
+
+    /// The address actually bound (the port is known even when 0 was asked for).
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The one start-up line, e.g. `Serving HTTP on http://127.0.0.1:3001/ (store: SQLite at todo.db)`.
+    pub fn banner(&self) -> std::io::Result<String> {
+        Ok(format!(
+            "Serving HTTP on http://{}/ (store: {})",
+            self.local_addr()?,
+            self.runtime.kv().summary()
+        ))
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        server::run(self.listener, self.runtime, shutdown).await
+    }
+}

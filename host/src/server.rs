@@ -1,0 +1,101 @@
+//! The HTTP front: accept connections on a bound listener, hand each request to the
+//! [`Runtime`], and shut down gracefully.
+//!
+//! [`run`] takes an already-bound listener and a shutdown future, so tests can run a server
+//! in-process on port 0 and stop it when they like.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::runtime::Runtime;
+
+/// How long in-flight requests may take to finish once shutdown has begun.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves `listener` until `shutdown` completes, then stops accepting, lets in-flight requests
+/// finish for up to [`SHUTDOWN_GRACE`], and returns.
+pub async fn run(
+    listener: TcpListener,
+    runtime: Arc<Runtime>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Running out of file descriptors and the like: wait, don't spin or die.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Small JSON answers go out at once instead of waiting for Nagle's algorithm to batch them.
+        let _ = stream.set_nodelay(true);
+        let connection = http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service(runtime.clone(), peer));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!("grace period of {SHUTDOWN_GRACE:?} over; closing the rest");
+        }
+    }
+    Ok(())
+}
+
+fn service(
+    runtime: Arc<Runtime>,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>,
+    Error = std::convert::Infallible,
+    Future = impl Future + Send,
+> + Clone {
+    service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        let runtime = runtime.clone();
+        async move {
+            tracing::debug!(%peer, method = %request.method(), uri = %request.uri(), "request");
+            Ok::<_, std::convert::Infallible>(runtime.handle(request).await)
+        }
+    })
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,90 @@
+//! What one request's `Store` holds. It is made for the request and dropped after it, so nothing
+//! a guest does can reach the next request except through the key-value store.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::kv::KvBackend;
+use crate::kv::wasi::KvView;
+
+/// One request's host state.
+pub struct RequestState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: NoOutgoingHttp,
+    kv: Arc<dyn KvBackend>,
+}
+
+impl RequestState {
+    /// Fresh state with access to `kv` and nothing else.
+    pub fn new(kv: Arc<dyn KvBackend>) -> Self {
+        // No preopened directories, no environment, no arguments, no network (the builder denies
+        // sockets and name lookups unless asked). Only stderr is inherited, so that a guest's
+        // panic message reaches the host's log.
+        let wasi = WasiCtx::builder().inherit_stderr().build();
+        Self {
+            table: ResourceTable::new(),
+            wasi,
+            http: WasiHttpCtx::new(),
+            hooks: NoOutgoingHttp,
+            kv,
+        }
+    }
+
+    /// The view the `wasi:keyvalue` host implementation works on.
+    pub fn kv(&mut self) -> KvView<'_> {
+        KvView {
+            backend: &self.kv,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiView for RequestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RequestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// `wasi:http` hooks that refuse every outgoing request: a todo component has no business
+/// calling out, and a host that runs untrusted code should not lend it the network.
+struct NoOutgoingHttp;
+
+impl WasiHttpHooks for NoOutgoingHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        tracing::warn!(uri = %request.uri(), "refused an outgoing HTTP request from the guest");
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}

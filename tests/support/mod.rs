@@ -1,0 +1,274 @@
+//! Shared by the end-to-end tests: start the real `todo-host` binary on a free loopback port,
+//! speak HTTP to it over real sockets, stop it; build fixture components once.
+
+#![allow(dead_code)] // Each test file uses a different part of this module.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// The binary under test, built by cargo for this test run.
+pub const HOST_BIN: &str = env!("CARGO_BIN_EXE_todo-host");
+
+/// A running `todo-host` process, killed when dropped.
+pub struct Host {
+    child: Child,
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub base: String,
+    /// The whole start-up line.
+    pub banner: String,
+}
+
+impl Host {
+    /// Starts `todo-host` on `127.0.0.1:0` with `args`, and waits for its start-up line.
+    pub fn start(args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = Command::new(HOST_BIN)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {HOST_BIN}"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .context("cannot read the start-up line")?;
+        let banner = line.trim().to_string();
+        let Some(address) = banner
+            .strip_prefix("Serving HTTP on http://")
+            .and_then(|rest| rest.split('/').next())
+        else {
+            let status = child.wait()?;
+            bail!("todo-host did not start (exit {status}); its first line: {banner:?}");
+        };
+        Ok(Self {
+            base: format!("http://{address}"),
+            banner,
+            child,
+        })
+    }
+
+    /// `host:port`.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    /// The process id, to send signals to.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        signal(self.child.id(), "TERM")?;
+        let status = self.child.wait()?;
+        Ok(status)
+    }
+
+    /// Waits for the process to exit (after a signal sent elsewhere).
+    pub fn wait(mut self) -> anyhow::Result<std::process::ExitStatus> {
+        Ok(self.child.wait()?)
+    }
+
+    /// Sends SIGKILL and waits.
+    pub fn kill9(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Sends a request and returns the status and the body parsed as JSON (`Null` if empty).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let response = self.request(method, path, body.map(|b| ("application/json", b)))?;
+        Ok((response.status, response.json()))
+    }
+
+    /// Sends a request with an optional `(content-type, body)`.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &str)>,
+    ) -> anyhow::Result<HttpResponse> {
+        let url = format!("{}{}", self.base, path);
+        let request = agent().request(method, &url);
+        let result = match body {
+            Some((content_type, body)) => {
+                request.set("content-type", content_type).send_string(body)
+            }
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(response) => response,
+            Err(ureq::Error::Status(_, response)) => response,
+            Err(err) => return Err(err).with_context(|| format!("{method} {url}")),
+        };
+        HttpResponse::read(response)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(30))
+            .build()
+    })
+}
+
+/// Sends `kill -SIGNAL pid`.
+pub fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+    Ok(())
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    fn read(response: ureq::Response) -> anyhow::Result<Self> {
+        let status = response.status();
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .filter_map(|name| {
+                let value = response.header(&name)?.to_string();
+                Some((name, value))
+            })
+            .collect();
+        let mut body = Vec::new();
+        response.into_reader().read_to_end(&mut body)?;
+        Ok(Self {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON, `Null` when empty or not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends raw bytes as one HTTP/1.1 request (the caller writes `Connection: close`) and returns
+/// the status code and the raw answer: for requests a well-behaved client library won't make.
+pub fn raw_request(addr: &str, bytes: &[u8]) -> anyhow::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(bytes)?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("not an HTTP answer: {answer:?}"))?;
+    Ok((status, answer))
+}
+
+/// The workspace root.
+pub fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ is inside the workspace")
+}
+
+/// Builds the fixture component `name` (a crate under `tests/fixtures/`, package
+/// `NAME-fixture`) for `wasm32-wasip2`, once per test process, and returns its `.wasm` path.
+pub fn fixture(name: &str) -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    // All fixtures in one cargo call: they share their dependencies' build.
+    BUILT
+        .get_or_init(|| build_fixtures().map_err(|err| format!("{err:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)?;
+    let path = fixture_target().join(format!(
+        "wasm32-wasip2/release/{}_fixture.wasm",
+        name.replace('-', "_")
+    ));
+    anyhow::ensure!(path.exists(), "no fixture component at {}", path.display());
+    Ok(path)
+}
+
+fn fixture_target() -> PathBuf {
+    workspace().join("target/wasm-fixtures")
+}
+
+fn build_fixtures() -> anyhow::Result<()> {
+    let mut command = Command::new(env!("CARGO"));
+    command
+        .current_dir(workspace())
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+        .arg("--target-dir")
+        .arg(fixture_target());
+    for entry in std::fs::read_dir(workspace().join("tests/fixtures"))? {
+        let entry = entry?;
+        if entry.path().join("Cargo.toml").exists() {
+            command.args([
+                "--package",
+                &format!("{}-fixture", entry.file_name().to_string_lossy()),
+            ]);
+        }
+    }
+    let status = command
+        .status()
+        .context("cannot run cargo to build the fixtures")?;
+    anyhow::ensure!(status.success(), "building the fixture components failed");
+    Ok(())
+}
+
+/// A fresh temporary directory for a test's files.
+pub fn temp_dir() -> anyhow::Result<tempfile::TempDir> {
+    Ok(tempfile::tempdir()?)
+}
+
+/// `sqlite://DIR/todo.db` for a temporary `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("todo.db").display())
+}
