@@ -1,18 +1,30 @@
 //! The `todo-host` binary: parse flags, start the server, print the start-up line, serve until
 //! SIGINT or SIGTERM. Everything else is in the library.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use todo_host::config::Cli;
 use todo_host::{Config, Server, server};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let config = Config::from(Cli::parse());
+    match run(Config::from(Cli::parse())).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // The whole chain of causes on one line, and no backtrace: this is for a user.
+            eprintln!("todo-host: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
     let server = Server::bind(&config).await?;
     // Tests and scripts read this line (on stdout) to learn the address.
     println!("{}", server.banner()?);

@@ -3,11 +3,13 @@
 //! Every request's instance reaches the same [`KvBackend`], held as `Arc<dyn KvBackend>`, through
 //! `wasi:keyvalue` ([`wasi`]). One file per backend:
 //! * [`memory`]: a process-local map; fast, gone when the process stops;
-//! * [`sqlite`]: one SQLite file (WAL); the durable embedded default.
+//! * [`sqlite`]: one SQLite file (WAL); the durable embedded default;
+//! * [`redis`]: a Redis server shared by many host processes; the scale-out store.
 //!
 //! [`open`] turns a `--store` URL into a backend.
 
 pub mod memory;
+pub mod redis;
 pub mod sqlite;
 pub mod wasi;
 
@@ -109,10 +111,11 @@ pub fn add_to_counter(bucket: &str, key: &str, current: u64, delta: u64) -> Resu
     })
 }
 
-/// Opens the store named by a `--store` URL: `memory://` or `sqlite://PATH`.
+/// Opens the store named by a `--store` URL: `memory://`, `sqlite://PATH` or
+/// `redis://HOST:PORT[/DB]`.
 pub async fn open(url: &str) -> anyhow::Result<Arc<dyn KvBackend>> {
     let Some((scheme, rest)) = url.split_once("://") else {
-        bail!("store URL '{url}' has no scheme: use sqlite://PATH or memory://");
+        bail!("store URL '{url}' has no scheme: use sqlite://PATH, redis://HOST:PORT or memory://");
     };
     match scheme {
         "memory" => Ok(Arc::new(memory::MemoryBackend::new())),
@@ -125,8 +128,9 @@ pub async fn open(url: &str) -> anyhow::Result<Arc<dyn KvBackend>> {
                 .with_context(|| format!("cannot open store '{url}'"))?;
             Ok(Arc::new(backend))
         }
-        other => {
-            bail!("store URL '{url}' has unknown scheme '{other}': use sqlite:// or memory://")
-        }
+        "redis" => Ok(Arc::new(redis::RedisBackend::connect(url).await?)),
+        other => bail!(
+            "store URL '{url}' has unknown scheme '{other}': use sqlite://PATH, redis://HOST:PORT or memory://"
+        ),
     }
 }

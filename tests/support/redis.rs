@@ -1,0 +1,95 @@
+//! A real `redis-server`, started by a test on a free loopback port and stopped when dropped.
+//! No mock: the Redis backend is tested against the server users run.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A running `redis-server` with no persistence, in a temporary directory.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port and waits until it answers `PING`.
+    pub fn start() -> anyhow::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut server = Self {
+            child: None,
+            port,
+            dir: tempfile::tempdir()?,
+        };
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (as a crash would: no save).
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same port (after [`RedisServer::stop`]).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop()?;
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context(
+                "cannot start redis-server: the Redis tests need it on PATH \
+                 (Debian: apt-get install redis-server; .ci/run installs it)",
+            )?;
+        self.child = Some(child);
+        wait_for_pong(self.port, self.dir.path())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+fn wait_for_pong(port: u16, dir: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if ping(port).unwrap_or(false) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "redis-server on port {port} (dir {}) did not answer PING within 10 s",
+                dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn ping(port: u16) -> anyhow::Result<bool> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    stream.write_all(b"PING\r\n")?;
+    let mut answer = [0u8; 7];
+    stream.read_exact(&mut answer)?;
+    Ok(&answer == b"+PONG\r\n")
+}
