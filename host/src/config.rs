@@ -27,6 +27,11 @@ pub struct Cli {
     /// component.
     #[arg(long, env = "TODO_HOST_COMPONENT")]
     pub component: Option<PathBuf>,
+
+    /// Let several processes listen on the same address (`SO_REUSEPORT`); the kernel spreads
+    /// connections over them. The one-machine way to scale out.
+    #[arg(long, env = "TODO_HOST_REUSE_PORT")]
+    pub reuse_port: bool,
 }
 
 /// Everything the server needs to start.
@@ -35,6 +40,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub store: String,
     pub component: Option<PathBuf>,
+    pub reuse_port: bool,
 }
 
 impl From<Cli> for Config {
@@ -43,6 +49,7 @@ impl From<Cli> for Config {
             listen: cli.listen,
             store: cli.store,
             component: cli.component,
+            reuse_port: cli.reuse_port,
         }
     }
 }
@@ -55,6 +62,7 @@ impl Default for Config {
                 .expect("the default address is valid"),
             store: DEFAULT_STORE.to_string(),
             component: None,
+            reuse_port: false,
         }
     }
 }

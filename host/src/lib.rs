@@ -29,7 +29,7 @@ pub mod state;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 pub use config::Config;
 pub use runtime::Runtime;
@@ -54,8 +54,7 @@ impl Server {
             Some(path) => format!("cannot load component {}", path.display()),
             None => "cannot load the embedded todo component".to_string(),
         })?;
-        let listener = TcpListener::bind(config.listen)
-            .await
+        let listener = listen(config.listen, config.reuse_port)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         Ok(Self {
             listener,
@@ -81,4 +80,23 @@ impl Server {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         server::run(self.listener, self.runtime, shutdown).await
     }
+}
+
+/// How many connections may wait to be accepted: enough for a burst of 200 clients at once.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds `addr`; with `reuse_port`, other processes may bind it too.
+fn listen(addr: std::net::SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // A restarted host can bind at once although the old one's connections are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
+pub mod redis;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -28,8 +30,13 @@ pub struct Host {
 impl Host {
     /// Starts `todo-host` on `127.0.0.1:0` with `args`, and waits for its start-up line.
     pub fn start(args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_on("127.0.0.1:0", args)
+    }
+
+    /// Starts `todo-host` listening on `listen` with `args`, and waits for its start-up line.
+    pub fn start_on(listen: &str, args: &[&str]) -> anyhow::Result<Self> {
         let mut child = Command::new(HOST_BIN)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .env(
                 "RUST_LOG",
@@ -271,4 +278,44 @@ pub fn temp_dir() -> anyhow::Result<tempfile::TempDir> {
 /// `sqlite://DIR/todo.db` for a temporary `dir`.
 pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("todo.db").display())
+}
+
+/// Sends `count` POSTs from `count` threads released at once, spread round-robin over `hosts`,
+/// and returns the ids given back. Fails if any create is not answered 201.
+pub fn create_concurrently(hosts: &[&Host], count: usize) -> anyhow::Result<Vec<u64>> {
+    let barrier = std::sync::Barrier::new(count);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..count)
+            .map(|i| {
+                let barrier = &barrier;
+                let host = hosts[i % hosts.len()];
+                scope.spawn(move || -> anyhow::Result<u64> {
+                    barrier.wait();
+                    let (status, todo) =
+                        host.call("POST", "/todos", Some(&format!(r#"{{"title":"t{i}"}}"#)))?;
+                    anyhow::ensure!(status == 201, "create {i} answered {status}: {todo}");
+                    todo["id"].as_u64().context("no id in the answer")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a client thread panicked"))?
+            })
+            .collect()
+    })
+}
+
+/// The ids of every todo `host` lists.
+pub fn listed_ids(host: &Host) -> anyhow::Result<Vec<u64>> {
+    let (status, list) = host.call("GET", "/todos", None)?;
+    anyhow::ensure!(status == 200, "GET /todos answered {status}: {list}");
+    Ok(list
+        .as_array()
+        .context("GET /todos is not an array")?
+        .iter()
+        .filter_map(|t| t["id"].as_u64())
+        .collect())
 }
