@@ -42,20 +42,6 @@ pub trait Kv {
     fn delete_many(&self, keys: &[String]) -> Result<(), KvError>;
 }
 
-/// Every key of the bucket, following the cursor to the end.
-pub fn all_keys(kv: &dyn Kv) -> Result<Vec<String>, KvError> {
-    let mut keys = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = kv.list_keys(cursor)?;
-        keys.extend(page.keys);
-        match page.cursor {
-            Some(next) => cursor = Some(next),
-            None => return Ok(keys),
-        }
-    }
-}
-
 /// An in-memory bucket: for tests, and for native callers of the logic.
 ///
 /// Pages are deliberately small so that code using it follows cursors for real.
@@ -156,19 +142,6 @@ impl Kv for MemoryKv {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn all_keys_follows_the_cursor_across_pages() -> Result<(), KvError> {
-        let kv = MemoryKv::new();
-        for i in 0..10 {
-            kv.set(&format!("k{i:02}"), b"v")?;
-        }
-        let keys = all_keys(&kv)?;
-        assert_eq!(keys.len(), 10);
-        assert_eq!(keys.first().map(String::as_str), Some("k00"));
-        assert_eq!(keys.last().map(String::as_str), Some("k09"));
-        Ok(())
-    }
 
     #[test]
     fn increment_starts_at_zero_and_rejects_non_counters() -> Result<(), KvError> {

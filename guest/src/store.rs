@@ -6,13 +6,13 @@
 //! * `meta/next-id` → the id counter, only ever changed through `increment`: no read-modify-write,
 //!   no duplicate ids, and an id is never reused after a delete.
 //!
-//! Listing follows `list_keys` to the end, keeps the `todo/` keys and reads them with one
-//! `get_many`.
+//! Listing follows `list_keys` to the end, keeps the `todo/` keys and reads each page of them
+//! with one `get_many`: two host calls per page, whatever the number of todos.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::kv::{Kv, all_keys};
+use crate::kv::Kv;
 use crate::time::Timestamp;
 
 /// The bucket the todo component opens.
@@ -21,6 +21,8 @@ pub const BUCKET: &str = "default";
 pub const TODO_PREFIX: &str = "todo/";
 /// The id counter's key.
 pub const NEXT_ID_KEY: &str = "meta/next-id";
+/// The most keys one batch call names: hosts bound batches (ours to 1000 by default).
+pub const BATCH_KEYS: usize = 500;
 
 /// A todo as stored. Both APIs are views of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,15 +99,14 @@ pub fn save(kv: &dyn Kv, record: &TodoRecord) -> Result<(), ApiError> {
 
 /// Every todo, sorted by `order`, then `id`.
 pub fn list(kv: &dyn Kv) -> Result<Vec<TodoRecord>, ApiError> {
-    let keys = todo_keys(kv)?;
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut todos = Vec::with_capacity(keys.len());
-    // A key listed a moment ago may have been deleted since: skip it rather than fail.
-    for (key, bytes) in kv.get_many(&keys)?.into_iter().flatten() {
-        todos.push(decode(&key, &bytes)?);
-    }
+    let mut todos = Vec::new();
+    for_each_todo_batch(kv, |keys| {
+        // A key listed a moment ago may have been deleted since: skip it rather than fail.
+        for (key, bytes) in kv.get_many(keys)?.into_iter().flatten() {
+            todos.push(decode(&key, &bytes)?);
+        }
+        Ok(())
+    })?;
     todos.sort_by_key(|todo| (todo.order, todo.id));
     Ok(todos)
 }
@@ -122,17 +123,44 @@ pub fn delete(kv: &dyn Kv, id: u64) -> Result<(), ApiError> {
 
 /// Deletes every todo (the id counter stays: ids are never reused).
 pub fn delete_all(kv: &dyn Kv) -> Result<(), ApiError> {
-    let keys = todo_keys(kv)?;
-    if !keys.is_empty() {
-        kv.delete_many(&keys)?;
+    // Keys first, deletes after: deleting while paging could move the cursor past live keys.
+    let mut keys = Vec::new();
+    for_each_todo_batch(kv, |batch| {
+        keys.extend_from_slice(batch);
+        Ok(())
+    })?;
+    delete_many(kv, &keys)
+}
+
+/// Deletes `keys`, in batches the host accepts.
+pub fn delete_many(kv: &dyn Kv, keys: &[String]) -> Result<(), ApiError> {
+    for batch in keys.chunks(BATCH_KEYS) {
+        kv.delete_many(batch)?;
     }
     Ok(())
 }
 
-fn todo_keys(kv: &dyn Kv) -> Result<Vec<String>, ApiError> {
-    let mut keys = all_keys(kv)?;
-    keys.retain(|key| key.starts_with(TODO_PREFIX));
-    Ok(keys)
+/// Calls `f` with the todo keys of each `list_keys` page, at most [`BATCH_KEYS`] at a time.
+fn for_each_todo_batch(
+    kv: &dyn Kv,
+    mut f: impl FnMut(&[String]) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    let mut cursor = None;
+    loop {
+        let page = kv.list_keys(cursor)?;
+        let keys: Vec<String> = page
+            .keys
+            .into_iter()
+            .filter(|key| key.starts_with(TODO_PREFIX))
+            .collect();
+        for batch in keys.chunks(BATCH_KEYS) {
+            f(batch)?;
+        }
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(()),
+        }
+    }
 }
 
 fn decode(key: &str, bytes: &[u8]) -> Result<TodoRecord, ApiError> {

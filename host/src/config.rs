@@ -2,13 +2,19 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
+
+use crate::limits::{self, KvLimits, Limits, parse_duration, parse_size};
 
 /// Where the server listens unless told otherwise: loopback, so a first run exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3001";
 /// The store unless told otherwise: a SQLite file in the working directory, durable by default.
 pub const DEFAULT_STORE: &str = "sqlite://todo.db";
+/// How long in-flight requests may take to finish once shutdown has begun: the request deadline,
+/// so that no request that could still succeed is cut off.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = limits::DEFAULT_REQUEST_TIMEOUT;
 
 /// Serve the todo component over HTTP: a fresh WebAssembly instance for every request, the data
 /// in a key-value store that lives in the host.
@@ -19,7 +25,8 @@ pub struct Cli {
     #[arg(long, env = "TODO_HOST_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
-    /// Key-value store: `sqlite://PATH` (durable, the default) or `memory://` (lost on exit).
+    /// Key-value store: `sqlite://PATH` (durable, the default), `redis://HOST:PORT[/DB]`
+    /// (shared by many hosts) or `memory://` (lost on exit).
     #[arg(long, env = "TODO_HOST_STORE", default_value = DEFAULT_STORE)]
     pub store: String,
 
@@ -32,6 +39,55 @@ pub struct Cli {
     /// connections over them. The one-machine way to scale out.
     #[arg(long, env = "TODO_HOST_REUSE_PORT")]
     pub reuse_port: bool,
+
+    /// Linear memory one instance may grow to (e.g. 64MiB).
+    #[arg(long, env = "TODO_HOST_MAX_MEMORY", default_value = "64MiB", value_parser = parse_size)]
+    pub max_memory: usize,
+
+    /// Wall-clock deadline of one request (e.g. 10s, 500ms); a guest past it is stopped: 504.
+    #[arg(long, env = "TODO_HOST_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Largest request body; larger ones get 413 before the guest runs.
+    #[arg(long, env = "TODO_HOST_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
+    pub max_body: usize,
+
+    /// Largest response body a guest may produce; a larger one becomes a 500.
+    #[arg(long, env = "TODO_HOST_MAX_RESPONSE", default_value = "16MiB", value_parser = parse_size)]
+    pub max_response: usize,
+
+    /// Requests served at once; more wait up to --queue-timeout, then get 503 + Retry-After.
+    #[arg(long, env = "TODO_HOST_MAX_CONCURRENCY", default_value_t = limits::DEFAULT_MAX_CONCURRENCY,
+          value_parser = parse_concurrency)]
+    pub max_concurrency: usize,
+
+    /// How long a request waits for a free slot when --max-concurrency are in flight.
+    #[arg(long, env = "TODO_HOST_QUEUE_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
+    pub queue_timeout: Duration,
+
+    /// Largest value a guest may store under one key.
+    #[arg(long, env = "TODO_HOST_KV_MAX_VALUE", default_value = "1MiB", value_parser = parse_size)]
+    pub kv_max_value: usize,
+
+    /// Most keys one wasi:keyvalue batch call may name.
+    #[arg(long, env = "TODO_HOST_KV_MAX_BATCH_KEYS", default_value_t = limits::DEFAULT_KV_MAX_BATCH_KEYS)]
+    pub kv_max_batch_keys: usize,
+
+    /// Most value bytes one request may read from the store.
+    #[arg(long, env = "TODO_HOST_KV_MAX_READ", default_value = "64MiB", value_parser = parse_size)]
+    pub kv_max_read: usize,
+
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
+    #[arg(long, env = "TODO_HOST_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// A concurrency limit: at least 1, and few enough that the instance pool fits in memory maps.
+fn parse_concurrency(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+        _ => Err(format!("'{text}' is not a request count from 1 to 100000")),
+    }
 }
 
 /// Everything the server needs to start.
@@ -41,6 +97,8 @@ pub struct Config {
     pub store: String,
     pub component: Option<PathBuf>,
     pub reuse_port: bool,
+    pub limits: Limits,
+    pub shutdown_grace: Duration,
 }
 
 impl From<Cli> for Config {
@@ -50,6 +108,21 @@ impl From<Cli> for Config {
             store: cli.store,
             component: cli.component,
             reuse_port: cli.reuse_port,
+            limits: Limits {
+                max_memory: cli.max_memory,
+                request_timeout: cli.request_timeout,
+                max_body: cli.max_body,
+                max_response: cli.max_response,
+                max_concurrency: cli.max_concurrency,
+                queue_timeout: cli.queue_timeout,
+                kv: KvLimits {
+                    max_value: cli.kv_max_value,
+                    max_batch_keys: cli.kv_max_batch_keys,
+                    max_read_per_request: cli.kv_max_read,
+                },
+                ..Limits::default()
+            },
+            shutdown_grace: cli.shutdown_grace,
         }
     }
 }
@@ -63,6 +136,27 @@ impl Default for Config {
             store: DEFAULT_STORE.to_string(),
             component: None,
             reuse_port: false,
+            limits: Limits::default(),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cli_defaults_are_the_documented_limits() {
+        let config = Config::from(Cli::parse_from(["todo-host"]));
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn a_bad_limit_names_the_value() {
+        let err = Cli::try_parse_from(["todo-host", "--max-memory", "lots"]).unwrap_err();
+        assert!(err.to_string().contains("'lots'"), "{err}");
     }
 }

@@ -6,22 +6,26 @@
 //! * [`runtime`]: engine, compiled component, linker and `ProxyPre`, built once; the
 //!   per-request instance.
 //! * [`state`]: what one request's `Store` holds (WASI, `wasi:http`, the KV view).
+//! * [`limits`]: every per-request limit, its default and why.
 //! * [`kv`]: the [`kv::KvBackend`] seam, one file per backend, and the `wasi:keyvalue` host side.
 //! * [`server`]: the accept loop and graceful shutdown.
 //!
 //! # Request lifecycle
 //! 1. hyper parses a request on a connection task ([`server`]).
-//! 2. [`runtime::Runtime::handle`] makes a new `Store` with fresh [`state::RequestState`]
+//! 2. [`runtime::Runtime::handle`] takes a concurrency slot, checks the request's size
+//!    [`limits`] and reads its body, then makes a new `Store` with fresh [`state::RequestState`]
 //!    (resource table, WASI context with no files, no network, no environment), instantiates the
 //!    component from the pre-resolved `ProxyPre` (the pooling allocator makes this microseconds),
 //!    and calls `wasi:http/incoming-handler.handle`.
 //! 3. The guest reads the request and calls `wasi:keyvalue`, which [`kv::wasi`] forwards to the
 //!    one shared `Arc<dyn KvBackend>`.
-//! 4. The guest sets the response and writes its body; hyper streams it out.
+//! 4. The guest sets the response and writes its body; the host reads it whole (bounded), so a
+//!    guest that traps, overruns its deadline or its memory still yields a well-formed 5xx.
 //! 5. The store is dropped: the instance, its memory and its resources are gone.
 
 pub mod config;
 pub mod kv;
+pub mod limits;
 pub mod runtime;
 pub mod server;
 pub mod state;
@@ -38,6 +42,7 @@ pub use runtime::Runtime;
 pub struct Server {
     listener: TcpListener,
     runtime: Arc<Runtime>,
+    shutdown_grace: std::time::Duration,
 }
 
 impl Server {
@@ -50,15 +55,18 @@ impl Server {
             None => runtime::TODO_COMPONENT.to_vec(),
         };
         let kv = kv::open(&config.store).await?;
-        let runtime = Runtime::new(&component, kv).with_context(|| match &config.component {
-            Some(path) => format!("cannot load component {}", path.display()),
-            None => "cannot load the embedded todo component".to_string(),
+        let runtime = Runtime::new(&component, kv, config.limits.clone()).with_context(|| {
+            match &config.component {
+                Some(path) => format!("cannot load component {}", path.display()),
+                None => "cannot load the embedded todo component".to_string(),
+            }
         })?;
         let listener = listen(config.listen, config.reuse_port)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         Ok(Self {
             listener,
             runtime: Arc::new(runtime),
+            shutdown_grace: config.shutdown_grace,
         })
     }
 
@@ -78,7 +86,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-        server::run(self.listener, self.runtime, shutdown).await
+        server::run(self.listener, self.runtime, shutdown, self.shutdown_grace).await
     }
 }
 

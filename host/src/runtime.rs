@@ -1,54 +1,71 @@
 //! The component runtime: everything done once at start-up, and the per-request path.
 //!
-//! Start-up ([`Runtime::new`]): one `Engine` with the pooling allocator, the component compiled
-//! once, a `Linker` with WASI p2, `wasi:http` and our `wasi:keyvalue`, and a [`ProxyPre`] that has
-//! resolved every import in advance.
+//! Start-up ([`Runtime::new`]): one `Engine` with the pooling allocator and epoch interruption,
+//! the component compiled once, a `Linker` with WASI p2, `wasi:http` and our `wasi:keyvalue`, a
+//! [`ProxyPre`] that has resolved every import in advance, and one epoch ticker thread.
 //!
-//! Per request ([`Runtime::handle`]): a new `Store` with fresh [`RequestState`], instantiate from
-//! the `ProxyPre`, call `wasi:http/incoming-handler.handle`, stream the response, drop the store.
-//! Nothing of the instance survives the request.
+//! Per request ([`Runtime::handle`]):
+//! 1. admission: a slot among `max_concurrency`, or 503 after a short wait;
+//! 2. the request head is checked (URI and header size) and the body read up to its limit, so
+//!    that 413/414/431 are answered before any guest code runs;
+//! 3. a new `Store` with fresh [`RequestState`] and its limits (memory, epoch deadline), an
+//!    instance from the `ProxyPre`, and `wasi:http/incoming-handler.handle`;
+//! 4. the guest's response is read whole (up to its limit) before it is sent, so that a guest
+//!    that traps, overruns or never answers still costs its client only a well-formed 5xx;
+//! 5. the store is dropped: the instance, its memory and its resources are gone.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context as _;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
+use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::kv::{self, KvBackend};
+use crate::limits::{EPOCH_TICK, Limits};
 use crate::state::RequestState;
-use wasmtime_wasi_http::WasiHttpView as _;
 
 /// The todo component, built from `guest/` by `build.rs` and embedded in the binary.
 pub const TODO_COMPONENT: &[u8] = include_bytes!(env!("TODO_COMPONENT_WASM"));
 
-/// Instances that can be alive at once. Each request holds one; the pool reserves address space
-/// (not memory) for all of them up front, which is what makes instantiation cheap.
-const POOLED_INSTANCES: u32 = 1000;
-/// Linear memory one instance may grow to. The todo component needs a few MiB.
-const MAX_MEMORY_BYTES: usize = 64 << 20;
 /// Core instances, memories and tables one component may have: a Rust `wasm32-wasip2`
 /// component has a handful; room for fixtures and other toolchains.
 const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 50;
 const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
 const MAX_TABLES_PER_COMPONENT: u32 = 20;
+/// Time the host allows past the guest's deadline for its own work (answering, cleaning up)
+/// before it gives up on an instance that is stuck outside wasm, e.g. in a host call.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
+/// What `Retry-After` says when the host is full.
+const RETRY_AFTER_SECONDS: &str = "1";
 
-/// The engine, the pre-instantiated component and the shared store: all a request needs.
+/// The engine, the pre-instantiated component, the shared store and the limits: all a request
+/// needs.
 pub struct Runtime {
     pre: ProxyPre<RequestState>,
     kv: Arc<dyn KvBackend>,
+    limits: Limits,
+    slots: Arc<Semaphore>,
 }
 
 impl Runtime {
     /// Compiles `component` (a binary component of the `todo:app/app` world, or any world that
     /// needs no more imports) and links it against `kv`.
-    pub fn new(component: &[u8], kv: Arc<dyn KvBackend>) -> anyhow::Result<Self> {
-        let engine = Engine::new(&engine_config()).context("cannot create the wasmtime engine")?;
+    pub fn new(component: &[u8], kv: Arc<dyn KvBackend>, limits: Limits) -> anyhow::Result<Self> {
+        let engine =
+            Engine::new(&engine_config(&limits)).context("cannot create the wasmtime engine")?;
         let component =
             Component::new(&engine, component).context("cannot compile the component")?;
         let mut linker = Linker::<RequestState>::new(&engine);
@@ -60,7 +77,13 @@ impl Runtime {
             .context("the component imports something this host does not provide")?;
         let pre = ProxyPre::new(instance_pre)
             .context("the component does not export wasi:http/incoming-handler")?;
-        Ok(Self { pre, kv })
+        spawn_epoch_ticker(&engine);
+        Ok(Self {
+            pre,
+            kv,
+            slots: Arc::new(Semaphore::new(limits.max_concurrency)),
+            limits,
+        })
     }
 
     /// The shared store.
@@ -68,39 +91,82 @@ impl Runtime {
         &self.kv
     }
 
-    /// Serves one request with a fresh instance. Failures of the guest (a trap, no response)
-    /// become a 500 JSON answer here; they never reach the connection.
+    /// Serves one request with a fresh instance. Every failure, of the client or of the guest,
+    /// becomes a JSON answer here; none reaches the connection or the host.
     pub async fn handle(
         &self,
         request: hyper::Request<Incoming>,
     ) -> hyper::Response<HyperOutgoingBody> {
         let method = request.method().clone();
         let uri = request.uri().clone();
-        match self.run_instance(request).await {
-            Ok(response) => response,
-            Err(err) => {
-                tracing::error!(%method, %uri, error = format!("{err:#}"), "request failed in the guest");
-                json_error(500, &format!("the component failed: {err:#}"))
+        let result = match self.admit().await {
+            Some(slot) => self.serve(request, slot).await,
+            None => Err(Refusal::busy(self.limits.max_concurrency)),
+        };
+        result.unwrap_or_else(|refusal| {
+            if refusal.status >= 500 {
+                tracing::warn!(%method, %uri, status = refusal.status, cause = %refusal.message, "request failed");
             }
-        }
+            refusal.into_response()
+        })
     }
 
-    async fn run_instance(
+    /// A slot among `max_concurrency`: at once, or after waiting up to `queue_timeout`.
+    async fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            return Some(slot);
+        }
+        tokio::time::timeout(
+            self.limits.queue_timeout,
+            self.slots.clone().acquire_owned(),
+        )
+        .await
+        .ok()?
+        .ok()
+    }
+
+    async fn serve(
         &self,
         request: hyper::Request<Incoming>,
-    ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
-        let mut store = Store::new(self.pre.engine(), RequestState::new(self.kv.clone()));
+        slot: OwnedSemaphorePermit,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, Refusal> {
+        let deadline = Instant::now() + self.limits.request_timeout;
+        let request = self.read_request(request).await?;
+
+        let mut store = Store::new(
+            self.pre.engine(),
+            RequestState::new(self.kv.clone(), &self.limits),
+        );
+        store.limiter(|state| state.limiter());
+        // Every epoch tick the guest yields its thread to other requests; past the deadline
+        // it is interrupted with a trap.
+        let std_deadline = deadline.into_std();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if std::time::Instant::now() >= std_deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store
             .data_mut()
             .http()
-            .new_incoming_request(Scheme::Http, request)?;
-        let outparam = store.data_mut().http().new_response_outparam(sender)?;
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(|err| {
+                Refusal::new(400, format!("the request cannot be handed over: {err}"))
+            })?;
+        let outparam = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(|err| Refusal::internal(format!("cannot prepare the response: {err}")))?;
         let pre = self.pre.clone();
 
-        // The instance runs in its own task: after it has set the response head it goes on
-        // writing the body while hyper sends it, and the store is dropped when it is done.
-        let task = tokio::task::spawn(async move {
+        // The instance runs in its own task, holding its slot until the store is gone.
+        let mut task = tokio::task::spawn(async move {
+            let _slot = slot;
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()
@@ -108,22 +174,165 @@ impl Runtime {
                 .await
         });
 
-        match receiver.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(anyhow::anyhow!(
-                "the guest answered with error code {code:?}"
-            )),
-            // The sender was dropped with the store: the guest returned or trapped without
-            // setting a response. The task says which.
+        let max_response = self.limits.max_response;
+        let answer = async {
+            let response = match receiver.await {
+                Ok(Ok(response)) => response,
+                Ok(Err(code)) => {
+                    return Err(Refusal::internal(format!(
+                        "the component answered with error code {code:?}"
+                    )));
+                }
+                // The sender was dropped with the store: the guest returned or trapped
+                // without setting a response. The task says which.
+                Err(_) => return Err(Refusal::from_task((&mut task).await, "set no response")),
+            };
+            let (parts, body) = response.into_parts();
+            match Limited::new(body, max_response).collect().await {
+                Ok(body) => Ok(hyper::Response::from_parts(
+                    parts,
+                    full_body(body.to_bytes()),
+                )),
+                Err(err) if err.is::<LengthLimitError>() => Err(Refusal::internal(format!(
+                    "the component's response is larger than the {max_response}-byte limit"
+                ))),
+                Err(_) => Err(Refusal::from_task(
+                    (&mut task).await,
+                    "broke off its response",
+                )),
+            }
+        };
+        match tokio::time::timeout_at(deadline + DEADLINE_MARGIN, answer).await {
+            Ok(result) => result,
             Err(_) => {
-                let err = match task.await {
-                    Ok(Ok(())) => anyhow::anyhow!("the guest returned without setting a response"),
-                    Ok(Err(trap)) => anyhow::Error::from(trap),
-                    Err(join) => anyhow::Error::from(join),
-                };
-                Err(err.context("no response from the guest"))
+                // Stuck outside wasm (a host call that never returns): drop the instance.
+                task.abort();
+                Err(Refusal::deadline(self.limits.request_timeout))
             }
         }
+    }
+
+    /// Checks the request head and reads the body, within the limits.
+    async fn read_request(
+        &self,
+        request: hyper::Request<Incoming>,
+    ) -> Result<hyper::Request<Full<Bytes>>, Refusal> {
+        let limits = &self.limits;
+        let uri_len = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |pq| pq.as_str().len());
+        if uri_len > limits.max_uri {
+            return Err(Refusal::new(
+                414,
+                format!(
+                    "the request target is {uri_len} bytes; the limit is {}",
+                    limits.max_uri
+                ),
+            ));
+        }
+        let header_bytes: usize = request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        if header_bytes > limits.max_headers {
+            return Err(Refusal::new(
+                431,
+                format!(
+                    "the request headers are {header_bytes} bytes; the limit is {}",
+                    limits.max_headers
+                ),
+            ));
+        }
+        let too_large = || {
+            Refusal::new(
+                413,
+                format!("request body is larger than {} bytes", limits.max_body),
+            )
+        };
+        let declared = request
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > limits.max_body as u64) {
+            return Err(too_large());
+        }
+        let (parts, body) = request.into_parts();
+        let body = match Limited::new(body, limits.max_body).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(err) if err.is::<LengthLimitError>() => return Err(too_large()),
+            Err(err) => {
+                return Err(Refusal::new(
+                    400,
+                    format!("the request body could not be read: {err}"),
+                ));
+            }
+        };
+        Ok(hyper::Request::from_parts(parts, Full::new(body)))
+    }
+}
+
+/// Why the host answered instead of the guest: a status and a message for the client.
+#[derive(Debug)]
+struct Refusal {
+    status: u16,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: u16, message: String) -> Self {
+        Self { status, message }
+    }
+
+    fn internal(message: String) -> Self {
+        Self::new(500, message)
+    }
+
+    fn busy(max_concurrency: usize) -> Self {
+        Self::new(
+            503,
+            format!(
+                "the server is at its limit of {max_concurrency} concurrent requests; retry shortly"
+            ),
+        )
+    }
+
+    fn deadline(timeout: Duration) -> Self {
+        Self::new(
+            504,
+            format!("the component did not finish within the {timeout:?} request deadline"),
+        )
+    }
+
+    /// The refusal for a guest whose instance task ended as `joined` after it `what`.
+    fn from_task(joined: Result<wasmtime::Result<()>, tokio::task::JoinError>, what: &str) -> Self {
+        match joined {
+            Ok(Ok(())) => Self::internal(format!("the component {what}")),
+            Ok(Err(err)) if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
+                // The epoch deadline interrupted it.
+                Self::new(
+                    504,
+                    format!("the component ran past its deadline and was stopped ({what})"),
+                )
+            }
+            Ok(Err(err)) => Self::internal(format!("the component failed: {err:#}")),
+            Err(join) => Self::internal(format!("the component's task failed: {join}")),
+        }
+    }
+
+    fn into_response(self) -> hyper::Response<HyperOutgoingBody> {
+        let response = json_error(self.status, &self.message);
+        if self.status == 503 {
+            let mut response = response;
+            response.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+            return response;
+        }
+        response
     }
 }
 
@@ -134,12 +343,12 @@ pub fn json_error(status: u16, message: &str) -> hyper::Response<HyperOutgoingBo
         .status(status)
         .header("content-type", "application/json")
         .header("access-control-allow-origin", "*")
-        .body(full_body(body))
-        .unwrap_or_else(|_| hyper::Response::new(full_body(String::new())))
+        .body(full_body(Bytes::from(body)))
+        .unwrap_or_else(|_| hyper::Response::new(full_body(Bytes::new())))
 }
 
-fn full_body(text: String) -> HyperOutgoingBody {
-    Full::new(Bytes::from(text))
+fn full_body(bytes: Bytes) -> HyperOutgoingBody {
+    Full::new(bytes)
         .map_err(|never| match never {})
         .boxed_unsync()
 }
@@ -160,19 +369,41 @@ fn json_string(text: &str) -> String {
     out
 }
 
-fn engine_config() -> Config {
+/// One thread for the whole host advances the engine's epoch every [`EPOCH_TICK`]; it ends
+/// when the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".to_string())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("cannot start the epoch ticker thread");
+}
+
+fn engine_config(limits: &Limits) -> Config {
+    // One pooled slot per request that may run at once, and a few spare for the instant
+    // between a finished request releasing its slot and its store being dropped.
+    let instances = u32::try_from(limits.max_concurrency)
+        .unwrap_or(u32::MAX)
+        .saturating_add(16);
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(POOLED_INSTANCES)
-        .total_core_instances(POOLED_INSTANCES * 4)
-        .total_memories(POOLED_INSTANCES * 2)
-        .total_tables(POOLED_INSTANCES * 4)
-        .total_stacks(POOLED_INSTANCES)
-        .max_memory_size(MAX_MEMORY_BYTES)
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(4))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(4))
+        .total_stacks(instances)
+        .max_memory_size(limits.max_memory)
         .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
         .max_tables_per_component(MAX_TABLES_PER_COMPONENT);
     let mut config = Config::new();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config.epoch_interruption(true);
     config
 }
 

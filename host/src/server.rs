@@ -17,15 +17,13 @@ use tokio::net::TcpListener;
 
 use crate::runtime::Runtime;
 
-/// How long in-flight requests may take to finish once shutdown has begun.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets in-flight requests
-/// finish for up to [`SHUTDOWN_GRACE`], and returns.
+/// finish for up to `grace`, and returns.
 pub async fn run(
     listener: TcpListener,
     runtime: Arc<Runtime>,
     shutdown: impl Future<Output = ()>,
+    grace: Duration,
 ) -> anyhow::Result<()> {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -58,8 +56,8 @@ pub async fn run(
     tracing::info!("shutting down: waiting for in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
-            tracing::warn!("grace period of {SHUTDOWN_GRACE:?} over; closing the rest");
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("grace period of {grace:?} over; closing the rest");
         }
     }
     Ok(())

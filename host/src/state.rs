@@ -4,11 +4,13 @@
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::kv::KvBackend;
-use crate::kv::wasi::KvView;
+use crate::kv::wasi::{KvBudget, KvView};
+use crate::limits::Limits;
 
 /// One request's host state.
 pub struct RequestState {
@@ -17,11 +19,13 @@ pub struct RequestState {
     http: WasiHttpCtx,
     hooks: NoOutgoingHttp,
     kv: Arc<dyn KvBackend>,
+    kv_budget: KvBudget,
+    limits: StoreLimits,
 }
 
 impl RequestState {
-    /// Fresh state with access to `kv` and nothing else.
-    pub fn new(kv: Arc<dyn KvBackend>) -> Self {
+    /// Fresh state with access to `kv` and nothing else, within `limits`.
+    pub fn new(kv: Arc<dyn KvBackend>, limits: &Limits) -> Self {
         // No preopened directories, no environment, no arguments, no network (the builder denies
         // sockets and name lookups unless asked). Only stderr is inherited, so that a guest's
         // panic message reaches the host's log.
@@ -32,7 +36,16 @@ impl RequestState {
             http: WasiHttpCtx::new(),
             hooks: NoOutgoingHttp,
             kv,
+            kv_budget: KvBudget::new(limits.kv),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.max_memory)
+                .build(),
         }
+    }
+
+    /// What the store consults before an instance grows its memory or tables.
+    pub fn limiter(&mut self) -> &mut dyn ResourceLimiter {
+        &mut self.limits
     }
 
     /// The view the `wasi:keyvalue` host implementation works on.
@@ -40,6 +53,7 @@ impl RequestState {
         KvView {
             backend: &self.kv,
             table: &mut self.table,
+            budget: &mut self.kv_budget,
         }
     }
 }

@@ -35,7 +35,17 @@ impl Host {
 
     /// Starts `todo-host` listening on `listen` with `args`, and waits for its start-up line.
     pub fn start_on(listen: &str, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_env(listen, args, &[])
+    }
+
+    /// Like [`Host::start_on`], with extra environment variables for the host process.
+    pub fn start_with_env(
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(HOST_BIN)
+            .envs(env.iter().copied())
             .args(["--listen", listen])
             .args(args)
             .env(
@@ -200,6 +210,79 @@ impl HttpResponse {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+}
+
+/// A response read off the wire by [`raw_call`].
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// The header block, as sent.
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// Header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Sends one request exactly as given: `target` is not normalized or re-encoded and `body` may
+/// be any bytes. For inputs a well-behaved client library would refuse or rewrite.
+pub fn raw_call(
+    addr: &str,
+    method: &str,
+    target: &str,
+    body: Option<(&str, &[u8])>,
+) -> anyhow::Result<RawResponse> {
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some((content_type, bytes)) = body {
+        request.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            bytes.len()
+        ));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    if let Some((_, body)) = body {
+        bytes.extend_from_slice(body);
+    }
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(&bytes)?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .with_context(|| {
+            format!(
+                "no end of headers in {:?}",
+                String::from_utf8_lossy(&answer)
+            )
+        })?;
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .with_context(|| format!("not an HTTP answer: {head:?}"))?;
+    Ok(RawResponse {
+        status,
+        head,
+        body: answer[split + 4..].to_vec(),
+    })
 }
 
 /// Sends raw bytes as one HTTP/1.1 request (the caller writes `Connection: close`) and returns

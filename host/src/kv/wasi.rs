@@ -4,12 +4,16 @@
 //! shared store as it is now, and what it writes is there for the next request. Backend errors
 //! reach the guest as `error::other(message)`, never as traps; they are mapped in
 //! [`KvView::convert_error`] and nowhere else.
+//!
+//! Every call is held to the request's [`KvLimits`] (value size, keys per batch, bytes read), so
+//! one guest cannot make the host hold much memory for it.
 
 use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use super::{KvBackend, KvError};
+use crate::limits::KvLimits;
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -57,10 +61,61 @@ impl From<wasmtime::component::ResourceTableError> for HostError {
     }
 }
 
-/// A request's view of the store: the shared backend and the request's resource table.
+/// What one request may still do with the store.
+#[derive(Debug)]
+pub struct KvBudget {
+    limits: KvLimits,
+    read: usize,
+}
+
+impl KvBudget {
+    pub fn new(limits: KvLimits) -> Self {
+        Self { limits, read: 0 }
+    }
+
+    fn check_value(&self, key: &str, value: &[u8]) -> Result<(), HostError> {
+        if value.len() > self.limits.max_value {
+            return Err(limit(format!(
+                "the value for '{key}' is {} bytes; the limit is {}",
+                value.len(),
+                self.limits.max_value
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_batch(&self, keys: usize) -> Result<(), HostError> {
+        if keys > self.limits.max_batch_keys {
+            return Err(limit(format!(
+                "a batch of {keys} keys; the limit is {}",
+                self.limits.max_batch_keys
+            )));
+        }
+        Ok(())
+    }
+
+    /// Counts `bytes` read; fails once the request has read more than its budget.
+    fn charge(&mut self, bytes: usize) -> Result<(), HostError> {
+        self.read = self.read.saturating_add(bytes);
+        if self.read > self.limits.max_read_per_request {
+            return Err(limit(format!(
+                "this request has read {} bytes from the store; the limit is {}",
+                self.read, self.limits.max_read_per_request
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn limit(message: String) -> HostError {
+    HostError::Backend(KvError(message))
+}
+
+/// A request's view of the store: the shared backend, the request's resource table and budget.
 pub struct KvView<'a> {
     pub backend: &'a Arc<dyn KvBackend>,
     pub table: &'a mut ResourceTable,
+    pub budget: &'a mut KvBudget,
 }
 
 impl KvView<'_> {
@@ -101,7 +156,9 @@ impl store::HostBucket for KvView<'_> {
         key: String,
     ) -> Result<Option<Vec<u8>>, HostError> {
         let name = self.bucket(&bucket)?;
-        Ok(self.backend.get(name, &key).await?)
+        let value = self.backend.get(name, &key).await?;
+        self.budget.charge(value.as_ref().map_or(0, Vec::len))?;
+        Ok(value)
     }
 
     async fn set(
@@ -110,6 +167,7 @@ impl store::HostBucket for KvView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), HostError> {
+        self.budget.check_value(&key, &value)?;
         let name = self.bucket(&bucket)?;
         Ok(self.backend.set(name, &key, &value).await?)
     }
@@ -131,6 +189,8 @@ impl store::HostBucket for KvView<'_> {
     ) -> Result<store::KeyResponse, HostError> {
         let name = self.bucket(&bucket)?;
         let page = self.backend.list_keys(name, cursor).await?;
+        self.budget
+            .charge(page.keys.iter().map(String::len).sum())?;
         Ok(store::KeyResponse {
             keys: page.keys,
             cursor: page.cursor,
@@ -161,8 +221,17 @@ impl batch::Host for KvView<'_> {
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> Result<super::Values, HostError> {
+        self.budget.check_batch(keys.len())?;
         let name = self.bucket(&bucket)?;
-        Ok(self.backend.get_many(name, &keys).await?)
+        let values = self.backend.get_many(name, &keys).await?;
+        self.budget.charge(
+            values
+                .iter()
+                .flatten()
+                .map(|(key, value)| key.len() + value.len())
+                .sum(),
+        )?;
+        Ok(values)
     }
 
     async fn set_many(
@@ -170,6 +239,10 @@ impl batch::Host for KvView<'_> {
         bucket: Resource<Bucket>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> Result<(), HostError> {
+        self.budget.check_batch(key_values.len())?;
+        for (key, value) in &key_values {
+            self.budget.check_value(key, value)?;
+        }
         let name = self.bucket(&bucket)?;
         Ok(self.backend.set_many(name, &key_values).await?)
     }
@@ -179,6 +252,7 @@ impl batch::Host for KvView<'_> {
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> Result<(), HostError> {
+        self.budget.check_batch(keys.len())?;
         let name = self.bucket(&bucket)?;
         Ok(self.backend.delete_many(name, &keys).await?)
     }

@@ -1,0 +1,161 @@
+//! Per-request limits: what one request, and the instance serving it, may use. Each has a flag
+//! (see [`crate::config::Cli`]) and a default here with the reason for its size.
+//!
+//! | limit | when hit, the client sees |
+//! |---|---|
+//! | linear memory per instance | the guest's allocation fails, it traps: 500 JSON |
+//! | wall-clock deadline per request (epoch interruption) | 504 JSON, within the deadline plus one tick |
+//! | request body size | 413 JSON before the guest runs (`Content-Length` or a chunked body) |
+//! | response body size | 500 JSON: the guest's answer is dropped |
+//! | concurrent requests | a short wait, then 503 JSON with `Retry-After` |
+//! | URI and header size | 414 / 431 JSON before the guest runs |
+//! | KV value size, keys per batch, bytes read per request | the guest gets a `wasi:keyvalue` error (the todo component answers 503 JSON) |
+
+use std::time::Duration;
+
+/// Linear memory one instance may grow to. The todo component runs in about 2 MiB; 64 MiB leaves
+/// room for large pages of todos while a thousand instances stay within a small machine.
+pub const DEFAULT_MAX_MEMORY: usize = 64 << 20;
+/// How long one request may run, guest and host calls together. Generous for a todo API (which
+/// answers in well under a millisecond) so that only a broken guest ever meets it.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request body. Todos are small; the legacy bulk delete is the largest honest body.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+/// The largest response body. The whole answer is held before it is sent, so that a guest that
+/// fails half-way still gets its client a well-formed 5xx; 16 MiB is some 40,000 todos.
+pub const DEFAULT_MAX_RESPONSE: usize = 16 << 20;
+/// Requests served at once. Each holds one pooled instance; beyond this, requests wait briefly
+/// and are then refused, so overload costs a 503 rather than memory.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 512;
+/// How long a request waits for a free slot before it is refused with 503.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_millis(500);
+/// The longest request target (path and query). Browsers and proxies commonly stop at 8 KiB.
+pub const DEFAULT_MAX_URI: usize = 8 << 10;
+/// The most header bytes (names and values) a request may carry.
+pub const DEFAULT_MAX_HEADERS: usize = 32 << 10;
+/// The largest value a guest may store under one key.
+pub const DEFAULT_KV_MAX_VALUE: usize = 1 << 20;
+/// The most keys one batch call (`get-many`, `set-many`, `delete-many`) may name: a page of
+/// `list-keys`.
+pub const DEFAULT_KV_MAX_BATCH_KEYS: usize = 1000;
+/// The most value bytes one request may read from the store, all calls together: a guest cannot
+/// make the host hold more for it than its own memory could take.
+pub const DEFAULT_KV_MAX_READ_PER_REQUEST: usize = 64 << 20;
+
+/// How often the epoch ticker advances. The deadline is checked, and a long-running guest yields
+/// its thread to other requests, once per tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Every per-request limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_memory: usize,
+    pub request_timeout: Duration,
+    pub max_body: usize,
+    pub max_response: usize,
+    pub max_concurrency: usize,
+    pub queue_timeout: Duration,
+    pub max_uri: usize,
+    pub max_headers: usize,
+    pub kv: KvLimits,
+}
+
+/// What one request may do with the key-value store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvLimits {
+    pub max_value: usize,
+    pub max_batch_keys: usize,
+    pub max_read_per_request: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_memory: DEFAULT_MAX_MEMORY,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_body: DEFAULT_MAX_BODY,
+            max_response: DEFAULT_MAX_RESPONSE,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            max_uri: DEFAULT_MAX_URI,
+            max_headers: DEFAULT_MAX_HEADERS,
+            kv: KvLimits::default(),
+        }
+    }
+}
+
+impl Default for KvLimits {
+    fn default() -> Self {
+        Self {
+            max_value: DEFAULT_KV_MAX_VALUE,
+            max_batch_keys: DEFAULT_KV_MAX_BATCH_KEYS,
+            max_read_per_request: DEFAULT_KV_MAX_READ_PER_REQUEST,
+        }
+    }
+}
+
+/// Parses a size such as `64MiB`, `512KiB`, `1048576` or `2G` (binary units either way).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let number: usize = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size: use e.g. 1048576, 512KiB or 64MiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => {
+            return Err(format!(
+                "'{text}' has an unknown unit: use B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+/// Parses a duration such as `10s`, `250ms` or `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration: use e.g. 10s, 250ms or 2m"))?;
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(number)),
+        "s" | "" => Ok(Duration::from_secs(number)),
+        "m" | "min" => Ok(Duration::from_secs(number * 60)),
+        _ => Err(format!("'{text}' has an unknown unit: use ms, s or m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert!(parse_size("lots").unwrap_err().contains("'lots'"));
+        assert!(parse_size("5parsecs").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn durations_take_ms_s_and_m() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").unwrap_err().contains("'soon'"));
+    }
+}
