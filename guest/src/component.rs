@@ -28,6 +28,7 @@ use bindings::wasi::keyvalue::{atomics, batch, store as wasi_store};
 use crate::error::ApiError;
 use crate::http::{MAX_BODY_BYTES, Request, Response};
 use crate::kv::{KeyPage, Kv, KvError, Values};
+use crate::public::{MAX_FILE_BYTES, PublicFiles};
 use crate::store::BUCKET;
 use crate::time::Timestamp;
 
@@ -42,9 +43,10 @@ impl Guest for Component {
             Ok(request) => {
                 let kv = WasiKv::default();
                 let now = wall_clock::now();
-                crate::handle(
+                crate::handle_with_files(
                     &request,
                     &kv,
+                    &PublicDir,
                     Timestamp {
                         seconds: now.seconds,
                         nanoseconds: now.nanoseconds,
@@ -94,6 +96,7 @@ fn read_request(request: &IncomingRequest) -> Result<Request, ApiError> {
         parsed.authority = authority;
     }
     parsed.content_type = header(&headers, "content-type");
+    parsed.if_none_match = header(&headers, "if-none-match");
     parsed.body = read_body(request)?;
     Ok(parsed)
 }
@@ -219,5 +222,37 @@ impl Kv for WasiKv {
 
     fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
         batch::delete_many(self.bucket()?, keys).map_err(kv_error)
+    }
+}
+
+/// The folder the host mounts read-only at `/public` (`--public DIR`); absent, every read misses.
+struct PublicDir;
+
+/// Where the host mounts the public folder in the guest's file system.
+const PUBLIC_ROOT: &str = "/public";
+
+impl PublicFiles for PublicDir {
+    fn read(&self, relative: &str) -> Result<Option<Vec<u8>>, String> {
+        let path = format!("{PUBLIC_ROOT}/{relative}");
+        let metadata = match std::fs::metadata(&path) {
+            Ok(metadata) => metadata,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            // No folder mounted at all: nothing to serve.
+            Err(_) if std::fs::metadata(PUBLIC_ROOT).is_err() => return Ok(None),
+            Err(err) => return Err(err.to_string()),
+        };
+        if !metadata.is_file() {
+            return Ok(None);
+        }
+        if metadata.len() > MAX_FILE_BYTES {
+            return Err(format!("it is larger than {MAX_FILE_BYTES} bytes"));
+        }
+        std::fs::read(&path)
+            .map(Some)
+            .map_err(|err| err.to_string())
+    }
+
+    fn is_dir(&self, relative: &str) -> bool {
+        std::fs::metadata(format!("{PUBLIC_ROOT}/{relative}")).is_ok_and(|m| m.is_dir())
     }
 }

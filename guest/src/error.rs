@@ -9,6 +9,9 @@ pub enum ApiError {
     /// The request is malformed: bad JSON, wrong field type, empty or over-long title.
     #[error("{0}")]
     BadRequest(String),
+    /// The request may not have what it names (e.g. a file outside the public folder).
+    #[error("{0}")]
+    Forbidden(String),
     /// The resource does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -41,6 +44,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::BadRequest(_) => 400,
+            ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::PayloadTooLarge { .. } => 413,

@@ -21,6 +21,8 @@ pub struct Request {
     pub authority: String,
     /// The `Content-Type` header, if any.
     pub content_type: Option<String>,
+    /// The `If-None-Match` header, if any: for `304 Not Modified` on public files.
+    pub if_none_match: Option<String>,
     /// The body bytes.
     pub body: Vec<u8>,
 }
@@ -39,6 +41,7 @@ impl Request {
             scheme: "http".to_string(),
             authority: "localhost".to_string(),
             content_type: None,
+            if_none_match: None,
             body: Vec::new(),
         }
     }

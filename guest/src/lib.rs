@@ -18,6 +18,7 @@
 //! * [`error`]: [`error::ApiError`], mapped to a status and a JSON body in one place.
 //! * [`kv`]: the small KV trait the logic is written against, and an in-memory implementation.
 //! * [`page`]: the embedded web page.
+//! * [`public`]: static files from the host's read-only `/public` folder, if mounted.
 //! * [`time`]: RFC 3339 formatting of wall-clock time.
 
 pub mod body;
@@ -26,6 +27,7 @@ pub mod http;
 pub mod kv;
 pub mod legacy;
 pub mod page;
+pub mod public;
 pub mod router;
 pub mod store;
 pub mod time;
@@ -35,4 +37,4 @@ pub mod todos;
 mod component;
 
 pub use http::{Request, Response};
-pub use router::handle;
+pub use router::{handle, handle_with_files};

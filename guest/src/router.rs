@@ -4,6 +4,7 @@
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::kv::Kv;
+use crate::public::{self, NoFiles, PublicFiles};
 use crate::time::Timestamp;
 use crate::{legacy, page, todos};
 
@@ -12,8 +13,18 @@ pub const CORS_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
 /// Methods of the page and of every other non-API path.
 pub const PAGE_ALLOW: &str = "GET, HEAD, OPTIONS";
 
-/// Answers one request. Never fails: every error becomes its JSON response here.
+/// Answers one request with no public folder. Never fails: every error becomes its JSON response.
 pub fn handle(request: &Request, kv: &dyn Kv, now: Timestamp) -> Response {
+    handle_with_files(request, kv, &NoFiles, now)
+}
+
+/// Answers one request, serving non-API `GET`s from `files` first.
+pub fn handle_with_files(
+    request: &Request,
+    kv: &dyn Kv,
+    files: &dyn PublicFiles,
+    now: Timestamp,
+) -> Response {
     let head = request.method == "HEAD";
     let response = if request.method == "OPTIONS" {
         preflight()
@@ -22,16 +33,15 @@ pub fn handle(request: &Request, kv: &dyn Kv, now: Timestamp) -> Response {
             method: "GET".to_string(),
             ..request.clone()
         };
-        route(&as_get, kv, now).unwrap_or_else(ApiError::into_response)
+        route(&as_get, kv, files, now).unwrap_or_else(ApiError::into_response)
     } else {
-        route(request, kv, now).unwrap_or_else(ApiError::into_response)
+        route(request, kv, files, now).unwrap_or_else(ApiError::into_response)
     };
     let mut response = response.with_header("access-control-allow-origin", "*");
     if head {
-        // A HEAD answer carries the GET answer's headers (length included) but no body.
-        let length = response.body.len().to_string();
+        // A HEAD answer carries the GET answer's status and headers but no body. It names no
+        // length: wasi:http holds a body to its declared `Content-Length`.
         response.body.clear();
-        response = response.with_header("content-length", length);
     }
     response
 }
@@ -43,7 +53,12 @@ fn preflight() -> Response {
         .with_header("access-control-max-age", "86400")
 }
 
-fn route(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, ApiError> {
+fn route(
+    request: &Request,
+    kv: &dyn Kv,
+    files: &dyn PublicFiles,
+    now: Timestamp,
+) -> Result<Response, ApiError> {
     let path = request.path.as_str();
     // One trailing slash is forgiven (`/todos/`); anything else must match exactly.
     let trimmed = path
@@ -58,7 +73,7 @@ fn route(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, Api
         ["api", "currentUser"] => legacy::current_user(request),
         ["todos", ..] | ["api", ..] => Err(ApiError::NotFound(format!("no route for {path}"))),
         _ => match request.method.as_str() {
-            "GET" => Ok(page::index()),
+            "GET" => Ok(public::serve(request, files)?.unwrap_or_else(page::index)),
             method => Err(ApiError::MethodNotAllowed {
                 method: method.to_string(),
                 path: path.to_string(),

@@ -343,8 +343,8 @@ fn other_gets_serve_the_page_and_head_has_no_body() {
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
     assert_eq!(
-        head.header("content-length"),
-        Some(todo_guest::page::INDEX_HTML.len().to_string().as_str())
+        head.header("content-type"),
+        Some("text/html; charset=utf-8")
     );
 }
 
@@ -499,4 +499,66 @@ fn current_user_is_a_fixed_demo_user() {
             "{field}"
         );
     }
+}
+
+/// A public folder in memory: for the routing around static files, without a file system.
+struct Folder(Vec<(&'static str, &'static [u8])>);
+
+impl todo_guest::public::PublicFiles for Folder {
+    fn read(&self, relative: &str) -> Result<Option<Vec<u8>>, String> {
+        if relative == "forbidden.txt" {
+            return Err("the sandbox refused".to_string());
+        }
+        Ok(self
+            .0
+            .iter()
+            .find(|(name, _)| *name == relative)
+            .map(|(_, bytes)| bytes.to_vec()))
+    }
+
+    fn is_dir(&self, relative: &str) -> bool {
+        self.0
+            .iter()
+            .any(|(name, _)| name.starts_with(&format!("{relative}/")))
+    }
+}
+
+#[test]
+fn public_files_come_first_with_type_etag_and_304() {
+    let kv = MemoryKv::new();
+    let folder = Folder(vec![
+        ("index.html", b"<p>static</p>"),
+        ("js/app.js", b"1"),
+        ("docs/index.html", b"docs"),
+    ]);
+    let get =
+        |path: &str| todo_guest::handle_with_files(&Request::new("GET", path), &kv, &folder, NOW);
+
+    let home = get("/");
+    assert_eq!(
+        (home.status, home.body.as_slice()),
+        (200, &b"<p>static</p>"[..])
+    );
+    let script = get("/js/app.js");
+    assert_eq!(
+        script.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    let etag = script.header("etag").unwrap_or_default().to_string();
+    let mut again = Request::new("GET", "/js/app.js");
+    again.if_none_match = Some(etag.clone());
+    let cached = todo_guest::handle_with_files(&again, &kv, &folder, NOW);
+    assert_eq!(cached.status, 304);
+    assert!(cached.body.is_empty());
+    assert_eq!(get("/docs").body, b"docs");
+
+    assert!(String::from_utf8_lossy(&get("/unknown/route").body).contains("<title>Todos</title>"));
+    assert_eq!(
+        get("/todos").status,
+        200,
+        "the API is not shadowed by files"
+    );
+    assert_eq!(get("/../etc/passwd").status, 400);
+    assert_eq!(get("/%2e%2e/x").status, 400);
+    assert_eq!(get("/forbidden.txt").status, 403);
 }

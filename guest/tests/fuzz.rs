@@ -91,6 +91,7 @@ fn request() -> impl Strategy<Value = Request> {
             scheme: "http".to_string(),
             authority: "localhost:3001".to_string(),
             content_type,
+            if_none_match: None,
             body,
         },
     )

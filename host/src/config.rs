@@ -35,6 +35,11 @@ pub struct Cli {
     #[arg(long, env = "TODO_HOST_COMPONENT")]
     pub component: Option<PathBuf>,
 
+    /// Serve static files from DIR first (mounted read-only into every instance at /public);
+    /// unknown non-API paths still get the todo page.
+    #[arg(long, env = "TODO_HOST_PUBLIC", value_name = "DIR")]
+    pub public: Option<PathBuf>,
+
     /// Let several processes listen on the same address (`SO_REUSEPORT`); the kernel spreads
     /// connections over them. The one-machine way to scale out.
     #[arg(long, env = "TODO_HOST_REUSE_PORT")]
@@ -96,6 +101,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub store: String,
     pub component: Option<PathBuf>,
+    pub public: Option<PathBuf>,
     pub reuse_port: bool,
     pub limits: Limits,
     pub shutdown_grace: Duration,
@@ -107,6 +113,7 @@ impl From<Cli> for Config {
             listen: cli.listen,
             store: cli.store,
             component: cli.component,
+            public: cli.public,
             reuse_port: cli.reuse_port,
             limits: Limits {
                 max_memory: cli.max_memory,
@@ -135,6 +142,7 @@ impl Default for Config {
                 .expect("the default address is valid"),
             store: DEFAULT_STORE.to_string(),
             component: None,
+            public: None,
             reuse_port: false,
             limits: Limits::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,

@@ -36,7 +36,7 @@ use anyhow::Context;
 use tokio::net::{TcpListener, TcpSocket};
 
 pub use config::Config;
-pub use runtime::Runtime;
+pub use runtime::{Runtime, RuntimeBuilder};
 
 /// A server that has validated its configuration and bound its socket, ready to [`Server::run`].
 pub struct Server {
@@ -49,18 +49,31 @@ impl Server {
     /// Checks everything (component, store) and binds the socket, in that order, so that a bad
     /// flag fails before anything listens.
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
-        let component = match &config.component {
-            Some(path) => std::fs::read(path)
-                .with_context(|| format!("cannot read component {}", path.display()))?,
-            None => runtime::TODO_COMPONENT.to_vec(),
-        };
+        let mut builder = Runtime::builder().limits(config.limits.clone());
+        if let Some(path) = &config.component {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read component {}", path.display()))?;
+            builder = builder.component(bytes);
+        }
+        if let Some(dir) = &config.public {
+            let canonical = dir
+                .canonicalize()
+                .with_context(|| format!("cannot use public folder {}", dir.display()))?;
+            anyhow::ensure!(
+                canonical.is_dir(),
+                "public folder {} is not a directory",
+                dir.display()
+            );
+            builder = builder.public_dir(Some(canonical));
+        }
         let kv = kv::open(&config.store).await?;
-        let runtime = Runtime::new(&component, kv, config.limits.clone()).with_context(|| {
-            match &config.component {
+        let runtime = builder
+            .store(kv)
+            .build()
+            .with_context(|| match &config.component {
                 Some(path) => format!("cannot load component {}", path.display()),
                 None => "cannot load the embedded todo component".to_string(),
-            }
-        })?;
+            })?;
         let listener = listen(config.listen, config.reuse_port)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         Ok(Self {
@@ -75,10 +88,15 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// The one start-up line, e.g. `Serving HTTP on http://127.0.0.1:3001/ (store: SQLite at todo.db)`.
+    /// The one start-up line, e.g. `Serving HTTP on http://127.0.0.1:3001/ (store: SQLite at todo.db)`;
+    /// with `--public`, the folder is named too.
     pub fn banner(&self) -> std::io::Result<String> {
+        let public = match self.runtime.public_dir() {
+            Some(dir) => format!(", public: {}", dir.display()),
+            None => String::new(),
+        };
         Ok(format!(
-            "Serving HTTP on http://{}/ (store: {})",
+            "Serving HTTP on http://{}/ (store: {}{public})",
             self.local_addr()?,
             self.runtime.kv().summary()
         ))

@@ -14,6 +14,7 @@
 //!    that traps, overruns or never answers still costs its client only a well-formed 5xx;
 //! 5. the store is dropped: the instance, its memory and its resources are gone.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,13 +58,68 @@ pub struct Runtime {
     pre: ProxyPre<RequestState>,
     kv: Arc<dyn KvBackend>,
     limits: Limits,
+    public: Option<PathBuf>,
     slots: Arc<Semaphore>,
 }
 
+/// Builds a [`Runtime`]: `Runtime::builder().store(kv).build()?`. Unset parts default to the
+/// embedded todo component, an in-memory store, [`Limits::default`] and no public folder.
+#[derive(Default)]
+pub struct RuntimeBuilder {
+    component: Option<Vec<u8>>,
+    kv: Option<Arc<dyn KvBackend>>,
+    limits: Limits,
+    public: Option<PathBuf>,
+}
+
+impl RuntimeBuilder {
+    /// Runs this component (binary `.wasm` of the `todo:app/app` world, or of any world that
+    /// needs no more imports) instead of the embedded todo component.
+    pub fn component(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.component = Some(bytes.into());
+        self
+    }
+
+    /// Keeps the data in `kv`.
+    pub fn store(mut self, kv: Arc<dyn KvBackend>) -> Self {
+        self.kv = Some(kv);
+        self
+    }
+
+    /// Holds every request to `limits`.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Mounts `dir` read-only into every instance at `/public`.
+    pub fn public_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.public = dir;
+        self
+    }
+
+    /// Compiles the component and links it: everything a request will not have to do again.
+    pub fn build(self) -> anyhow::Result<Runtime> {
+        let kv = self
+            .kv
+            .unwrap_or_else(|| Arc::new(kv::memory::MemoryBackend::new()));
+        let component = self.component.as_deref().unwrap_or(TODO_COMPONENT);
+        Runtime::new(component, kv, self.limits, self.public)
+    }
+}
+
 impl Runtime {
-    /// Compiles `component` (a binary component of the `todo:app/app` world, or any world that
-    /// needs no more imports) and links it against `kv`.
-    pub fn new(component: &[u8], kv: Arc<dyn KvBackend>, limits: Limits) -> anyhow::Result<Self> {
+    /// A builder with every part at its default.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    fn new(
+        component: &[u8],
+        kv: Arc<dyn KvBackend>,
+        limits: Limits,
+        public: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
         let engine =
             Engine::new(&engine_config(&limits)).context("cannot create the wasmtime engine")?;
         let component =
@@ -83,12 +139,18 @@ impl Runtime {
             kv,
             slots: Arc::new(Semaphore::new(limits.max_concurrency)),
             limits,
+            public,
         })
     }
 
     /// The shared store.
     pub fn kv(&self) -> &Arc<dyn KvBackend> {
         &self.kv
+    }
+
+    /// The folder mounted at `/public`, if any.
+    pub fn public_dir(&self) -> Option<&Path> {
+        self.public.as_deref()
     }
 
     /// Serves one request with a fresh instance. Every failure, of the client or of the guest,
@@ -133,10 +195,9 @@ impl Runtime {
         let deadline = Instant::now() + self.limits.request_timeout;
         let request = self.read_request(request).await?;
 
-        let mut store = Store::new(
-            self.pre.engine(),
-            RequestState::new(self.kv.clone(), &self.limits),
-        );
+        let state = RequestState::new(self.kv.clone(), &self.limits, self.public.as_deref())
+            .map_err(|err| Refusal::internal(format!("cannot prepare the instance: {err:#}")))?;
+        let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| state.limiter());
         // Every epoch tick the guest yields its thread to other requests; past the deadline
         // it is interrupted with a trap.
@@ -245,25 +306,21 @@ impl Runtime {
                 ),
             ));
         }
-        let too_large = || {
-            Refusal::new(
-                413,
-                format!("request body is larger than {} bytes", limits.max_body),
-            )
-        };
         let declared = request
             .headers()
             .get(hyper::header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > limits.max_body as u64) {
-            return Err(too_large());
-        }
         let (parts, body) = request.into_parts();
-        let body = match Limited::new(body, limits.max_body).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(err) if err.is::<LengthLimitError>() => return Err(too_large()),
-            Err(err) => {
+        let body = match read_body(body, limits.max_body, declared).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
+                return Err(Refusal::new(
+                    413,
+                    format!("request body is larger than {} bytes", limits.max_body),
+                ));
+            }
+            Err(BodyError::Broken(err)) => {
                 return Err(Refusal::new(
                     400,
                     format!("the request body could not be read: {err}"),
@@ -271,6 +328,62 @@ impl Runtime {
             }
         };
         Ok(hyper::Request::from_parts(parts, Full::new(body)))
+    }
+}
+
+/// How much of an oversized body the host reads and discards before it answers 413. A client
+/// that is still sending when the answer comes and the connection closes may see a reset instead
+/// of the 413; reading on a while (a "lingering close") lets ordinary clients read their answer.
+const DRAIN_LIMIT: usize = 16 << 20;
+/// How long the host keeps reading an oversized body before it answers 413 anyway.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+enum BodyError {
+    TooLarge,
+    Broken(String),
+}
+
+/// Reads `body` up to `limit` bytes. Past the limit (or when `declared` already is), it keeps
+/// reading and discarding up to [`DRAIN_LIMIT`] for [`DRAIN_TIME`] so the 413 can be read.
+async fn read_body<B>(mut body: B, limit: usize, declared: Option<u64>) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut too_large = declared.is_some_and(|length| length > limit as u64);
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    let drain_deadline = Instant::now() + DRAIN_TIME;
+    loop {
+        let next = if too_large {
+            match tokio::time::timeout_at(drain_deadline, body.frame()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            }
+        } else {
+            body.frame().await
+        };
+        let Some(frame) = next else { break };
+        let frame = frame.map_err(|err| BodyError::Broken(err.to_string()))?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > limit {
+            too_large = true;
+            kept.clear();
+        }
+        if !too_large {
+            kept.extend_from_slice(data);
+        }
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if too_large {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(kept.freeze())
     }
 }
 

@@ -1,16 +1,20 @@
 //! What one request's `Store` holds. It is made for the request and dropped after it, so nothing
 //! a guest does can reach the next request except through the key-value store.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::kv::KvBackend;
 use crate::kv::wasi::{KvBudget, KvView};
 use crate::limits::Limits;
+
+/// Where the guest sees the `--public` folder.
+pub const PUBLIC_MOUNT: &str = "/public";
 
 /// One request's host state.
 pub struct RequestState {
@@ -24,13 +28,23 @@ pub struct RequestState {
 }
 
 impl RequestState {
-    /// Fresh state with access to `kv` and nothing else, within `limits`.
-    pub fn new(kv: Arc<dyn KvBackend>, limits: &Limits) -> Self {
-        // No preopened directories, no environment, no arguments, no network (the builder denies
-        // sockets and name lookups unless asked). Only stderr is inherited, so that a guest's
-        // panic message reaches the host's log.
-        let wasi = WasiCtx::builder().inherit_stderr().build();
-        Self {
+    /// Fresh state with access to `kv` and, read-only at [`PUBLIC_MOUNT`], to `public`; nothing
+    /// else, within `limits`.
+    pub fn new(
+        kv: Arc<dyn KvBackend>,
+        limits: &Limits,
+        public: Option<&Path>,
+    ) -> wasmtime::Result<Self> {
+        // No environment, no arguments, no network (the builder denies sockets and name lookups
+        // unless asked), no directories but the public one, read-only. Only stderr is
+        // inherited, so that a guest's panic message reaches the host's log.
+        let mut builder = WasiCtx::builder();
+        builder.inherit_stderr();
+        if let Some(dir) = public {
+            builder.preopened_dir(dir, PUBLIC_MOUNT, FsPerms::ReadOnly)?;
+        }
+        let wasi = builder.build();
+        Ok(Self {
             table: ResourceTable::new(),
             wasi,
             http: WasiHttpCtx::new(),
@@ -40,7 +54,7 @@ impl RequestState {
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.max_memory)
                 .build(),
-        }
+        })
     }
 
     /// What the store consults before an instance grows its memory or tables.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
+pub mod browser;
 pub mod redis;
 
 use std::io::{BufRead, BufReader, Read, Write};

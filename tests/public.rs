@@ -1,0 +1,184 @@
+//! `--public DIR`: static files first, with the right types, ETags and no way out of the folder;
+//! the folder is read-only for the guest.
+
+mod support;
+
+use std::path::Path;
+
+use support::{Host, fixture, raw_call, temp_dir};
+
+/// A public folder with one file of each served type, a subfolder, and symlinks that point out.
+fn public_folder(root: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let public = root.join("public");
+    std::fs::create_dir_all(public.join("sub"))?;
+    std::fs::write(root.join("secret.txt"), "outside the folder")?;
+    for (name, bytes) in [
+        (
+            "index.html",
+            &b"<!doctype html><title>static home</title>"[..],
+        ),
+        ("app.js", b"console.log('hi')"),
+        ("style.css", b"body{}"),
+        ("data.json", b"{\"ok\":true}"),
+        ("logo.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>"),
+        ("image.png", b"\x89PNG\r\n\x1a\n"),
+        ("favicon.ico", b"\0\0\x01\0"),
+        ("font.woff2", b"wOF2"),
+        ("sub/index.html", b"<title>sub home</title>"),
+    ] {
+        std::fs::write(public.join(name), bytes)?;
+    }
+    std::os::unix::fs::symlink(root.join("secret.txt"), public.join("leak.txt"))?;
+    std::os::unix::fs::symlink(root, public.join("up"))?;
+    Ok(public)
+}
+
+#[test]
+fn files_are_served_with_their_content_types() -> anyhow::Result<()> {
+    let dir = temp_dir()?;
+    let public = public_folder(dir.path())?;
+    let host = Host::start(&[
+        "--store",
+        "memory://",
+        "--public",
+        &public.display().to_string(),
+    ])?;
+    assert!(host.banner.contains("public: "), "{}", host.banner);
+    for (path, content_type, body) in [
+        ("/", "text/html; charset=utf-8", "static home"),
+        ("/index.html", "text/html; charset=utf-8", "static home"),
+        ("/app.js", "text/javascript; charset=utf-8", "console.log"),
+        ("/style.css", "text/css; charset=utf-8", "body{}"),
+        ("/data.json", "application/json", "\"ok\""),
+        ("/logo.svg", "image/svg+xml", "<svg"),
+        ("/image.png", "image/png", "PNG"),
+        ("/favicon.ico", "image/x-icon", ""),
+        ("/font.woff2", "font/woff2", "wOF2"),
+        ("/sub/", "text/html; charset=utf-8", "sub home"),
+        ("/sub", "text/html; charset=utf-8", "sub home"),
+    ] {
+        let response = host.request("GET", path, None)?;
+        assert_eq!(response.status, 200, "{path}");
+        assert_eq!(
+            response.header("content-type"),
+            Some(content_type),
+            "{path}"
+        );
+        assert!(
+            response.text().contains(body),
+            "{path}: {}",
+            response.text()
+        );
+        assert!(response.header("etag").is_some(), "{path}");
+    }
+    // Unknown non-API paths still get the todo page; the APIs are untouched.
+    let fallback = host.request("GET", "/some/spa/route", None)?;
+    assert!(fallback.text().contains("<title>Todos</title>"));
+    assert_eq!(
+        host.call("POST", "/todos", Some(r#"{"title":"x"}"#))?.0,
+        201
+    );
+    Ok(())
+}
+
+#[test]
+fn etag_and_if_none_match_give_304() -> anyhow::Result<()> {
+    let dir = temp_dir()?;
+    let public = public_folder(dir.path())?;
+    let host = Host::start(&[
+        "--store",
+        "memory://",
+        "--public",
+        &public.display().to_string(),
+    ])?;
+    let first = host.request("GET", "/app.js", None)?;
+    let etag = first.header("etag").unwrap_or_default().to_string();
+    assert!(etag.starts_with('"') && etag.len() > 2, "{etag}");
+    let request = format!(
+        "GET /app.js HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n"
+    );
+    let (status, answer) = support::raw_request(host.addr(), request.as_bytes())?;
+    assert_eq!(status, 304, "{answer}");
+    assert!(!answer.contains("console.log"));
+    // A changed file has a new ETag.
+    std::fs::write(public.join("app.js"), "console.log('changed')")?;
+    let changed = host.request("GET", "/app.js", None)?;
+    assert_ne!(changed.header("etag").unwrap_or_default(), etag);
+    Ok(())
+}
+
+#[test]
+fn nothing_outside_the_folder_can_be_reached() -> anyhow::Result<()> {
+    let dir = temp_dir()?;
+    let public = public_folder(dir.path())?;
+    let host = Host::start(&[
+        "--store",
+        "memory://",
+        "--public",
+        &public.display().to_string(),
+    ])?;
+    for (path, status) in [
+        ("/../secret.txt", 400),
+        ("/sub/../../secret.txt", 400),
+        ("/%2e%2e/secret.txt", 400),
+        ("/%2E%2E%2Fsecret.txt", 400),
+        ("/..%5csecret.txt", 400),
+        ("/%2Fetc%2Fpasswd", 400),
+        ("/leak.txt", 403),
+        ("/up/secret.txt", 403),
+    ] {
+        let response = raw_call(host.addr(), "GET", path, None)?;
+        assert_eq!(
+            response.status,
+            status,
+            "{path}: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+        assert!(
+            !String::from_utf8_lossy(&response.body).contains("outside the folder"),
+            "{path} leaked"
+        );
+        assert!(response.json()["error"].is_string(), "{path}");
+    }
+    Ok(())
+}
+
+#[test]
+fn the_public_folder_is_read_only_for_the_guest() -> anyhow::Result<()> {
+    let dir = temp_dir()?;
+    let public = public_folder(dir.path())?;
+    let faults = fixture("faults")?.display().to_string();
+    let host = Host::start(&[
+        "--store",
+        "memory://",
+        "--component",
+        &faults,
+        "--public",
+        &public.display().to_string(),
+    ])?;
+    let read = host.request("GET", "/read-file?path=/public/data.json", None)?;
+    assert_eq!(
+        (read.status, read.text()),
+        (200, "{\"ok\":true}".to_string()),
+        "reading works"
+    );
+    let write = host.request("GET", "/write-file?path=/public/new.txt", None)?;
+    assert_eq!(write.status, 403, "the guest wrote: {}", write.text());
+    let overwrite = host.request("GET", "/write-file?path=/public/data.json", None)?;
+    assert_eq!(overwrite.status, 403);
+    assert!(!public.join("new.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(public.join("data.json"))?,
+        "{\"ok\":true}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_missing_public_folder_fails_at_start_and_names_it() -> anyhow::Result<()> {
+    let err = Host::start(&["--store", "memory://", "--public", "/no/such/folder"]).err();
+    let message = format!("{err:?}");
+    assert!(err.is_some(), "started without its public folder");
+    assert!(message.contains("did not start"), "{message}");
+    Ok(())
+}
