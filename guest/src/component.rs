@@ -97,7 +97,11 @@ fn read_request(request: &IncomingRequest) -> Result<Request, ApiError> {
     }
     parsed.content_type = header(&headers, "content-type");
     parsed.if_none_match = header(&headers, "if-none-match");
-    parsed.body = read_body(request)?;
+    // Reading a body, even an empty one, costs several host calls and a wait for its end; the
+    // methods that carry none skip it.
+    if !matches!(parsed.method.as_str(), "GET" | "HEAD" | "OPTIONS") {
+        parsed.body = read_body(request)?;
+    }
     Ok(parsed)
 }
 

@@ -40,6 +40,20 @@ pub struct Cli {
     #[arg(long, env = "TODO_HOST_PUBLIC", value_name = "DIR")]
     pub public: Option<PathBuf>,
 
+    /// Where compiled components are cached, keyed by engine settings and component bytes, so a
+    /// restart loads instead of compiling [default: $XDG_CACHE_HOME/todo-host or
+    /// ~/.cache/todo-host].
+    #[arg(long, env = "TODO_HOST_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile the component at every start; read and write no cache.
+    #[arg(long, env = "TODO_HOST_NO_CACHE", conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+
+    /// Threads serving requests [default: one per CPU].
+    #[arg(long, env = "TODO_HOST_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+
     /// Let several processes listen on the same address (`SO_REUSEPORT`); the kernel spreads
     /// connections over them. The one-machine way to scale out.
     #[arg(long, env = "TODO_HOST_REUSE_PORT")]
@@ -102,6 +116,8 @@ pub struct Config {
     pub store: String,
     pub component: Option<PathBuf>,
     pub public: Option<PathBuf>,
+    /// `None`: no artifact cache.
+    pub cache_dir: Option<PathBuf>,
     pub reuse_port: bool,
     pub limits: Limits,
     pub shutdown_grace: Duration,
@@ -114,6 +130,11 @@ impl From<Cli> for Config {
             store: cli.store,
             component: cli.component,
             public: cli.public,
+            cache_dir: match (cli.no_cache, cli.cache_dir) {
+                (true, _) => None,
+                (false, Some(dir)) => Some(dir),
+                (false, None) => crate::engine::default_cache_dir(),
+            },
             reuse_port: cli.reuse_port,
             limits: Limits {
                 max_memory: cli.max_memory,
@@ -143,6 +164,7 @@ impl Default for Config {
             store: DEFAULT_STORE.to_string(),
             component: None,
             public: None,
+            cache_dir: None,
             reuse_port: false,
             limits: Limits::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,

@@ -3,8 +3,8 @@
 //!
 //! # Layout
 //! * [`config`]: the command line and the plain [`Config`] it becomes.
-//! * [`runtime`]: engine, compiled component, linker and `ProxyPre`, built once; the
-//!   per-request instance.
+//! * [`engine`]: engine settings, the epoch ticker, precompiled artifacts and their cache.
+//! * [`runtime`]: linker and `ProxyPre`, built once; the per-request instance.
 //! * [`state`]: what one request's `Store` holds (WASI, `wasi:http`, the KV view).
 //! * [`limits`]: every per-request limit, its default and why.
 //! * [`kv`]: the [`kv::KvBackend`] seam, one file per backend, and the `wasi:keyvalue` host side.
@@ -24,6 +24,7 @@
 //! 5. The store is dropped: the instance, its memory and its resources are gone.
 
 pub mod config;
+pub mod engine;
 pub mod kv;
 pub mod limits;
 pub mod runtime;
@@ -49,7 +50,9 @@ impl Server {
     /// Checks everything (component, store) and binds the socket, in that order, so that a bad
     /// flag fails before anything listens.
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
-        let mut builder = Runtime::builder().limits(config.limits.clone());
+        let mut builder = Runtime::builder()
+            .limits(config.limits.clone())
+            .cache_dir(config.cache_dir.clone());
         if let Some(path) = &config.component {
             let bytes = std::fs::read(path)
                 .with_context(|| format!("cannot read component {}", path.display()))?;

@@ -20,32 +20,24 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Linker;
 use wasmtime::error::Context as _;
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
-    UpdateDeadline,
-};
+use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use crate::engine::{self, ComponentSource};
 use crate::kv::{self, KvBackend};
-use crate::limits::{EPOCH_TICK, Limits};
+use crate::limits::Limits;
 use crate::state::RequestState;
 
 /// The todo component, built from `guest/` by `build.rs` and embedded in the binary.
 pub const TODO_COMPONENT: &[u8] = include_bytes!(env!("TODO_COMPONENT_WASM"));
 
-/// Core instances, memories and tables one component may have: a Rust `wasm32-wasip2`
-/// component has a handful; room for fixtures and other toolchains.
-const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 50;
-const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
-const MAX_TABLES_PER_COMPONENT: u32 = 20;
 /// Time the host allows past the guest's deadline for its own work (answering, cleaning up)
 /// before it gives up on an instance that is stuck outside wasm, e.g. in a host call.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
@@ -63,20 +55,43 @@ pub struct Runtime {
 }
 
 /// Builds a [`Runtime`]: `Runtime::builder().store(kv).build()?`. Unset parts default to the
-/// embedded todo component, an in-memory store, [`Limits::default`] and no public folder.
-#[derive(Default)]
+/// embedded todo component, an in-memory store, [`Limits::default`], no public folder, no
+/// artifact cache and the tuned instance pool.
 pub struct RuntimeBuilder {
-    component: Option<Vec<u8>>,
+    component: ComponentSource,
     kv: Option<Arc<dyn KvBackend>>,
     limits: Limits,
     public: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    tuned_pool: bool,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        Self {
+            component: ComponentSource::Wasm(TODO_COMPONENT.to_vec()),
+            kv: None,
+            limits: Limits::default(),
+            public: None,
+            cache_dir: None,
+            tuned_pool: true,
+        }
+    }
 }
 
 impl RuntimeBuilder {
     /// Runs this component (binary `.wasm` of the `todo:app/app` world, or of any world that
     /// needs no more imports) instead of the embedded todo component.
     pub fn component(mut self, bytes: impl Into<Vec<u8>>) -> Self {
-        self.component = Some(bytes.into());
+        self.component = ComponentSource::Wasm(bytes.into());
+        self
+    }
+
+    /// Runs the component precompiled at `path` by [`RuntimeBuilder::precompile_to`] (or by
+    /// `todo-host` into its cache), for a cold start without compiling. The file must come from
+    /// this same host build: a precompiled artifact is trusted native code.
+    pub fn precompiled(mut self, path: impl Into<PathBuf>) -> Self {
+        self.component = ComponentSource::Precompiled(path.into());
         self
     }
 
@@ -98,12 +113,35 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Compiles the component and links it: everything a request will not have to do again.
+    /// Caches the compiled component in `dir`, keyed by the engine's settings and the
+    /// component's bytes: the next start with the same component loads it instead of compiling.
+    pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+
+    /// Whether the instance pool keeps memory resident between instances (the default); off
+    /// only to measure what the tuning buys.
+    pub fn tuned_pool(mut self, tuned: bool) -> Self {
+        self.tuned_pool = tuned;
+        self
+    }
+
+    /// Compiles the component and writes it to `path` as a precompiled artifact for
+    /// [`RuntimeBuilder::precompiled`].
+    pub fn precompile_to(&self, path: &Path) -> anyhow::Result<()> {
+        let engine = engine::new(&self.limits, self.tuned_pool)?;
+        engine::precompile_to(&engine, &self.component, path)
+    }
+
+    /// Compiles (or loads) the component and links it: everything a request will not have to
+    /// do again.
     pub fn build(self) -> anyhow::Result<Runtime> {
         let kv = self
             .kv
             .unwrap_or_else(|| Arc::new(kv::memory::MemoryBackend::new()));
-        let component = self.component.as_deref().unwrap_or(TODO_COMPONENT);
+        let engine = engine::new(&self.limits, self.tuned_pool)?;
+        let component = engine::load(&engine, &self.component, self.cache_dir.as_deref())?;
         Runtime::new(component, kv, self.limits, self.public)
     }
 }
@@ -115,15 +153,12 @@ impl Runtime {
     }
 
     fn new(
-        component: &[u8],
+        component: wasmtime::component::Component,
         kv: Arc<dyn KvBackend>,
         limits: Limits,
         public: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
-        let engine =
-            Engine::new(&engine_config(&limits)).context("cannot create the wasmtime engine")?;
-        let component =
-            Component::new(&engine, component).context("cannot compile the component")?;
+        let engine = component.engine().clone();
         let mut linker = Linker::<RequestState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -133,7 +168,7 @@ impl Runtime {
             .context("the component imports something this host does not provide")?;
         let pre = ProxyPre::new(instance_pre)
             .context("the component does not export wasi:http/incoming-handler")?;
-        spawn_epoch_ticker(&engine);
+        engine::spawn_epoch_ticker(&engine);
         Ok(Self {
             pre,
             kv,
@@ -155,10 +190,11 @@ impl Runtime {
 
     /// Serves one request with a fresh instance. Every failure, of the client or of the guest,
     /// becomes a JSON answer here; none reaches the connection or the host.
-    pub async fn handle(
-        &self,
-        request: hyper::Request<Incoming>,
-    ) -> hyper::Response<HyperOutgoingBody> {
+    pub async fn handle<B>(&self, request: hyper::Request<B>) -> hyper::Response<HyperOutgoingBody>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
         let method = request.method().clone();
         let uri = request.uri().clone();
         let result = match self.admit().await {
@@ -171,6 +207,18 @@ impl Runtime {
             }
             refusal.into_response()
         })
+    }
+
+    /// Creates one instance, exactly as a request would, and drops it without calling it: what
+    /// a request pays before the guest runs. For measurements.
+    pub async fn instantiate_only(&self) -> anyhow::Result<()> {
+        let state = RequestState::new(self.kv.clone(), &self.limits, self.public.as_deref())?;
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| state.limiter());
+        // Far away, but not so far that adding it to the current epoch overflows.
+        store.set_epoch_deadline(1 << 40);
+        self.pre.instantiate_async(&mut store).await?;
+        Ok(())
     }
 
     /// A slot among `max_concurrency`: at once, or after waiting up to `queue_timeout`.
@@ -187,11 +235,15 @@ impl Runtime {
         .ok()
     }
 
-    async fn serve(
+    async fn serve<B>(
         &self,
-        request: hyper::Request<Incoming>,
+        request: hyper::Request<B>,
         slot: OwnedSemaphorePermit,
-    ) -> Result<hyper::Response<HyperOutgoingBody>, Refusal> {
+    ) -> Result<hyper::Response<HyperOutgoingBody>, Refusal>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
         let deadline = Instant::now() + self.limits.request_timeout;
         let request = self.read_request(request).await?;
 
@@ -225,8 +277,9 @@ impl Runtime {
             .map_err(|err| Refusal::internal(format!("cannot prepare the response: {err}")))?;
         let pre = self.pre.clone();
 
-        // The instance runs in its own task, holding its slot until the store is gone.
-        let mut task = tokio::task::spawn(async move {
+        // The instance, holding its slot; the store (and with it the instance) is dropped the
+        // moment this future completes or is dropped.
+        let guest = Box::pin(async move {
             let _slot = slot;
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
@@ -234,50 +287,29 @@ impl Runtime {
                 .call_handle(&mut store, incoming, outparam)
                 .await
         });
-
         let max_response = self.limits.max_response;
-        let answer = async {
-            let response = match receiver.await {
-                Ok(Ok(response)) => response,
-                Ok(Err(code)) => {
-                    return Err(Refusal::internal(format!(
-                        "the component answered with error code {code:?}"
-                    )));
-                }
-                // The sender was dropped with the store: the guest returned or trapped
-                // without setting a response. The task says which.
-                Err(_) => return Err(Refusal::from_task((&mut task).await, "set no response")),
-            };
-            let (parts, body) = response.into_parts();
-            match Limited::new(body, max_response).collect().await {
-                Ok(body) => Ok(hyper::Response::from_parts(
-                    parts,
-                    full_body(body.to_bytes()),
-                )),
-                Err(err) if err.is::<LengthLimitError>() => Err(Refusal::internal(format!(
-                    "the component's response is larger than the {max_response}-byte limit"
-                ))),
-                Err(_) => Err(Refusal::from_task(
-                    (&mut task).await,
-                    "broke off its response",
-                )),
-            }
-        };
+        let answer = Exchange {
+            guest,
+            finished: None,
+        }
+        .answer(receiver, max_response);
         match tokio::time::timeout_at(deadline + DEADLINE_MARGIN, answer).await {
             Ok(result) => result,
-            Err(_) => {
-                // Stuck outside wasm (a host call that never returns): drop the instance.
-                task.abort();
-                Err(Refusal::deadline(self.limits.request_timeout))
-            }
+            // Stuck outside wasm (a host call that never returns): dropping the future has
+            // dropped the instance.
+            Err(_) => Err(Refusal::deadline(self.limits.request_timeout)),
         }
     }
 
     /// Checks the request head and reads the body, within the limits.
-    async fn read_request(
+    async fn read_request<B>(
         &self,
-        request: hyper::Request<Incoming>,
-    ) -> Result<hyper::Request<Full<Bytes>>, Refusal> {
+        request: hyper::Request<B>,
+    ) -> Result<hyper::Request<Full<Bytes>>, Refusal>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
         let limits = &self.limits;
         let uri_len = request
             .uri()
@@ -387,6 +419,98 @@ where
     }
 }
 
+/// A running guest and what became of it.
+///
+/// The guest and the reading of its answer are polled together in the request's own task:
+/// each step of one (a response head, a body chunk) wakes the other without a hop to another
+/// task or thread, which is most of what a small request costs.
+struct Exchange<G> {
+    guest: std::pin::Pin<Box<G>>,
+    finished: Option<wasmtime::Result<()>>,
+}
+
+type Head = Result<
+    Result<
+        hyper::Response<HyperOutgoingBody>,
+        wasmtime_wasi_http::p2::bindings::http::types::ErrorCode,
+    >,
+    tokio::sync::oneshot::error::RecvError,
+>;
+
+impl<G> Exchange<G>
+where
+    G: Future<Output = wasmtime::Result<()>> + Send + 'static,
+{
+    /// Drives `work` while the guest runs beside it.
+    async fn beside<T>(&mut self, work: impl Future<Output = T>) -> T {
+        let mut work = std::pin::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                done = &mut work => return done,
+                result = &mut self.guest, if self.finished.is_none() => self.finished = Some(result),
+            }
+        }
+    }
+
+    /// How the guest ended (waiting for it if it has not yet).
+    async fn outcome(&mut self) -> wasmtime::Result<()> {
+        match self.finished.take() {
+            Some(result) => result,
+            None => (&mut self.guest).await,
+        }
+    }
+
+    /// The guest's response, read whole (up to `max_response` bytes), or why there is none.
+    async fn answer(
+        mut self,
+        head: tokio::sync::oneshot::Receiver<
+            Result<
+                hyper::Response<HyperOutgoingBody>,
+                wasmtime_wasi_http::p2::bindings::http::types::ErrorCode,
+            >,
+        >,
+        max_response: usize,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, Refusal> {
+        let head: Head = self.beside(head).await;
+        let response = match head {
+            Ok(Ok(response)) => response,
+            Ok(Err(code)) => {
+                return Err(Refusal::internal(format!(
+                    "the component answered with error code {code:?}"
+                )));
+            }
+            // The sender went with the store: the guest returned or trapped without setting a
+            // response. Its outcome says which.
+            Err(_) => return Err(Refusal::from_guest(self.outcome().await, "set no response")),
+        };
+        let (parts, body) = response.into_parts();
+        let collected = self
+            .beside(Limited::new(body, max_response).collect())
+            .await;
+        match collected {
+            Ok(body) => {
+                if self.finished.is_none() {
+                    // The answer is complete; whatever the guest still does runs on, within its
+                    // deadline, without holding the client.
+                    tokio::spawn(self.guest);
+                }
+                Ok(hyper::Response::from_parts(
+                    parts,
+                    full_body(body.to_bytes()),
+                ))
+            }
+            Err(err) if err.is::<LengthLimitError>() => Err(Refusal::internal(format!(
+                "the component's response is larger than the {max_response}-byte limit"
+            ))),
+            Err(_) => Err(Refusal::from_guest(
+                self.outcome().await,
+                "broke off its response",
+            )),
+        }
+    }
+}
+
 /// Why the host answered instead of the guest: a status and a message for the client.
 #[derive(Debug)]
 struct Refusal {
@@ -419,19 +543,18 @@ impl Refusal {
         )
     }
 
-    /// The refusal for a guest whose instance task ended as `joined` after it `what`.
-    fn from_task(joined: Result<wasmtime::Result<()>, tokio::task::JoinError>, what: &str) -> Self {
-        match joined {
-            Ok(Ok(())) => Self::internal(format!("the component {what}")),
-            Ok(Err(err)) if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
+    /// The refusal for a guest that ended as `outcome` after it `what`.
+    fn from_guest(outcome: wasmtime::Result<()>, what: &str) -> Self {
+        match outcome {
+            Ok(()) => Self::internal(format!("the component {what}")),
+            Err(err) if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
                 // The epoch deadline interrupted it.
                 Self::new(
                     504,
                     format!("the component ran past its deadline and was stopped ({what})"),
                 )
             }
-            Ok(Err(err)) => Self::internal(format!("the component failed: {err:#}")),
-            Err(join) => Self::internal(format!("the component's task failed: {join}")),
+            Err(err) => Self::internal(format!("the component failed: {err:#}")),
         }
     }
 
@@ -480,44 +603,6 @@ fn json_string(text: &str) -> String {
     }
     out.push('"');
     out
-}
-
-/// One thread for the whole host advances the engine's epoch every [`EPOCH_TICK`]; it ends
-/// when the engine is dropped.
-fn spawn_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("epoch-ticker".to_string())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .expect("cannot start the epoch ticker thread");
-}
-
-fn engine_config(limits: &Limits) -> Config {
-    // One pooled slot per request that may run at once, and a few spare for the instant
-    // between a finished request releasing its slot and its store being dropped.
-    let instances = u32::try_from(limits.max_concurrency)
-        .unwrap_or(u32::MAX)
-        .saturating_add(16);
-    let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(instances)
-        .total_core_instances(instances.saturating_mul(4))
-        .total_memories(instances.saturating_mul(2))
-        .total_tables(instances.saturating_mul(4))
-        .total_stacks(instances)
-        .max_memory_size(limits.max_memory)
-        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
-        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
-        .max_tables_per_component(MAX_TABLES_PER_COMPONENT);
-    let mut config = Config::new();
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    config.epoch_interruption(true);
-    config
 }
 
 #[cfg(test)]

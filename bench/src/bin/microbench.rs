@@ -1,0 +1,295 @@
+//! In-process micro-benchmark: what one request costs without a network or a load generator, so
+//! a regression shows on any machine.
+//!
+//! `microbench [SVG_PATH]` prints Markdown tables (µs per operation, medians of several rounds)
+//! and writes a plot of the scaling curves to SVG_PATH (default `bench/scaling.svg`).
+//!
+//! * cold start: compiling the component vs loading a precompiled artifact;
+//! * instantiate only; a whole request through `Runtime::handle`; the same logic natively;
+//! * create cost at 1k, 10k and 100k existing todos; list cost against list size.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use todo_bench::{NativeKv, fill, now};
+use todo_host::Runtime;
+use todo_host::kv::KvBackend;
+use todo_host::kv::memory::MemoryBackend;
+
+/// Rounds per measurement; the median is reported.
+const ROUNDS: usize = 5;
+
+fn main() -> anyhow::Result<()> {
+    let svg_path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "bench/scaling.svg".to_string());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(&svg_path))
+}
+
+async fn run(svg_path: &str) -> anyhow::Result<()> {
+    println!("### Cold start (in process)\n");
+    println!("| step | ms |\n|---|---|");
+    let compile = median_duration(3, || {
+        let started = Instant::now();
+        Runtime::builder().build()?;
+        Ok(started.elapsed())
+    })?;
+    println!(
+        "| compile the component from `.wasm` and link it | {:.1} |",
+        ms(compile)
+    );
+    let artifact = std::env::temp_dir().join(format!("todo-bench-{}.cwasm", std::process::id()));
+    Runtime::builder().precompile_to(&artifact)?;
+    let precompiled = median_duration(3, || {
+        let started = Instant::now();
+        Runtime::builder().precompiled(&artifact).build()?;
+        Ok(started.elapsed())
+    })?;
+    println!(
+        "| load a precompiled artifact and link it | {:.1} |",
+        ms(precompiled)
+    );
+    let _ = std::fs::remove_file(&artifact);
+
+    let store: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
+    fill(store.as_ref(), 10).await?;
+    let host = Runtime::builder().store(store.clone()).build()?;
+
+    println!("\n### Per request, in process (memory store, 10 todos)\n");
+    println!("| operation | wasm µs | native µs | ratio |\n|---|---|---|---|");
+    let instantiate = per_op(2000, || host.instantiate_only()).await?;
+    println!("| instantiate only (new store + instance, dropped) | {instantiate:.1} | | |");
+    if let Some(hello) = std::env::var_os("HELLO_WASM") {
+        let hello = Runtime::builder()
+            .component(std::fs::read(hello)?)
+            .build()?;
+        let floor = per_op(2000, || call(&hello, "GET", "/", None)).await?;
+        println!("| a hello component's whole request (the wasi:http floor) | {floor:.1} | | |");
+    }
+    let untuned = Runtime::builder()
+        .store(store.clone())
+        .tuned_pool(false)
+        .build()?;
+    let before = per_op(2000, || untuned.instantiate_only()).await?;
+    let before_get = per_op(2000, || call(&untuned, "GET", "/todos/1", None)).await?;
+    drop(untuned);
+    let after_get = per_op(2000, || call(&host, "GET", "/todos/1", None)).await?;
+    println!(
+        "| instantiate only, default pool (no keep-resident, no pagemap scan) | {before:.1} | | |"
+    );
+    println!("| GET /todos/1, default pool → tuned pool | {before_get:.1} → {after_get:.1} | | |");
+    for (name, method, path, body) in [
+        ("GET /todos (10 todos)", "GET", "/todos", None),
+        ("GET /todos/1", "GET", "/todos/1", None),
+        (
+            "POST /todos",
+            "POST",
+            "/todos",
+            Some(r#"{"title":"bench"}"#),
+        ),
+        (
+            "PATCH /todos/1",
+            "PATCH",
+            "/todos/1",
+            Some(r#"{"completed":true}"#),
+        ),
+    ] {
+        let wasm = per_op(2000, || call(&host, method, path, body)).await?;
+        let native = per_op(2000, || native_call(store.clone(), method, path, body)).await?;
+        println!(
+            "| {name} | {wasm:.1} | {native:.1} | {:.1}x |",
+            wasm / native
+        );
+    }
+
+    println!("\n### Scaling with the number of todos (memory store, in process)\n");
+    println!(
+        "| todos in the store | GET /todos µs (lists them all) | POST /todos µs (5 × 1000 creates on top) |\n|---|---|---|"
+    );
+    let mut creates = Vec::new();
+    let mut lists = Vec::new();
+    for size in [10u64, 100, 1_000, 10_000, 100_000] {
+        let store: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
+        fill(store.as_ref(), size).await?;
+        let host = Runtime::builder().store(store).build()?;
+        // One answer holding every todo: past 10,000 it outgrows an instance's 64 MiB.
+        let list = if size <= 10_000 {
+            let list_ops = (200_000 / size).clamp(3, 1000) as usize;
+            let list = per_op(list_ops, || call(&host, "GET", "/todos", None)).await?;
+            lists.push((size as f64, list));
+            format!("{list:.0}")
+        } else {
+            "(not listed: one answer with every todo exceeds the 64 MiB instance limit)".to_string()
+        };
+        let create = per_op(1000, || {
+            call(&host, "POST", "/todos", Some(r#"{"title":"x"}"#))
+        })
+        .await?;
+        creates.push((size as f64, create));
+        println!("| {size} | {list} | {create:.1} |");
+    }
+    std::fs::write(svg_path, plot(&creates, &lists))?;
+    println!("\n(plot: `{svg_path}`)");
+    Ok(())
+}
+
+/// One request through the runtime, as `todo-host` serves it; fails unless it is a 2xx.
+async fn call(host: &Runtime, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<()> {
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "bench.local")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.unwrap_or_default().to_string())))?;
+    let response = host.handle(request).await;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    anyhow::ensure!(
+        status.is_success(),
+        "{method} {path}: {status} {:?}",
+        bytes.to_bytes()
+    );
+    Ok(())
+}
+
+/// The same request through the same logic natively, on the same store.
+async fn native_call(
+    store: Arc<dyn KvBackend>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut request = todo_guest::Request::new(method, path);
+    request.authority = "bench.local".to_string();
+    if let Some(body) = body {
+        request = request.with_json(body);
+    }
+    let handle = tokio::runtime::Handle::current();
+    let response = tokio::task::block_in_place(|| {
+        todo_guest::handle(&request, &NativeKv::new(store, handle), now())
+    });
+    anyhow::ensure!(
+        (200..300).contains(&response.status),
+        "{method} {path}: {}",
+        response.status
+    );
+    Ok(())
+}
+
+/// Mean µs per call of `op` over `count` calls; the median of [`ROUNDS`] such means.
+async fn per_op<F, Fut>(count: usize, mut op: F) -> anyhow::Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let mut means = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        for _ in 0..count {
+            op().await?;
+        }
+        means.push(started.elapsed().as_secs_f64() * 1e6 / count as f64);
+    }
+    means.sort_by(f64::total_cmp);
+    Ok(means[ROUNDS / 2])
+}
+
+fn median_duration(
+    rounds: usize,
+    mut op: impl FnMut() -> anyhow::Result<Duration>,
+) -> anyhow::Result<Duration> {
+    let mut times = (0..rounds)
+        .map(|_| op())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    times.sort();
+    Ok(times[rounds / 2])
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+/// Two log-log line charts side by side, as a standalone SVG.
+fn plot(creates: &[(f64, f64)], lists: &[(f64, f64)]) -> String {
+    let mut svg = String::from(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="900" height="360" font-family="sans-serif" font-size="12"><rect width="900" height="360" fill="white"/>"##,
+    );
+    chart(
+        &mut svg,
+        0.0,
+        "POST /todos µs vs existing todos",
+        creates,
+        "#2f6f4f",
+    );
+    chart(
+        &mut svg,
+        450.0,
+        "GET /todos µs vs todos listed",
+        lists,
+        "#b54708",
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn chart(svg: &mut String, left: f64, title: &str, points: &[(f64, f64)], color: &str) {
+    let (x0, y0, width, height) = (left + 60.0, 40.0, 360.0, 260.0);
+    let log = |v: f64| v.max(1e-3).log10();
+    let (min_x, max_x) = (log(points[0].0), log(points[points.len() - 1].0));
+    let min_y = points
+        .iter()
+        .map(|p| log(p.1))
+        .fold(f64::MAX, f64::min)
+        .floor();
+    let max_y = points
+        .iter()
+        .map(|p| log(p.1))
+        .fold(f64::MIN, f64::max)
+        .ceil()
+        .max(min_y + 1.0);
+    let px = |x: f64| x0 + (log(x) - min_x) / (max_x - min_x) * width;
+    let py = |y: f64| y0 + height - (log(y) - min_y) / (max_y - min_y) * height;
+    svg.push_str(&format!(
+        r##"<text x="{}" y="24" font-weight="bold">{title}</text><rect x="{x0}" y="{y0}" width="{width}" height="{height}" fill="none" stroke="#999"/>"##,
+        x0
+    ));
+    let mut decade = min_y;
+    while decade <= max_y {
+        let y = y0 + height - (decade - min_y) / (max_y - min_y) * height;
+        svg.push_str(&format!(
+            r##"<line x1="{x0}" x2="{}" y1="{y}" y2="{y}" stroke="#eee"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
+            x0 + width,
+            x0 - 6.0,
+            y + 4.0,
+            10f64.powf(decade)
+        ));
+        decade += 1.0;
+    }
+    let path: Vec<String> = points
+        .iter()
+        .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
+        .collect();
+    svg.push_str(&format!(
+        r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
+        path.join(" ")
+    ));
+    for (x, y) in points {
+        svg.push_str(&format!(
+            r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/><text x="{:.1}" y="{}" text-anchor="middle">{x}</text>"#,
+            px(*x),
+            py(*y),
+            px(*x),
+            y0 + height + 16.0
+        ));
+    }
+}

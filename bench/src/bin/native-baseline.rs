@@ -1,0 +1,97 @@
+//! The native baseline: the same todo logic as the component, compiled as a normal Rust library
+//! and called directly by a hyper server, on the same `KvBackend`. No wasm, no instance: the limit
+//! `todo-host` is measured against.
+//!
+//! `native-baseline [--listen ADDR] [--store URL]`; prints the same start-up line as `todo-host`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use todo_bench::{NativeKv, now};
+use todo_guest::http::MAX_BODY_BYTES;
+use todo_host::kv::KvBackend;
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut listen = "127.0.0.1:3002".to_string();
+    let mut store = "memory://".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--listen" => listen = value,
+            "--store" => store = value,
+            other => anyhow::bail!("unknown flag {other}: use --listen ADDR and --store URL"),
+        }
+    }
+    let backend = todo_host::kv::open(&store).await?;
+    let listener = TcpListener::bind(&listen).await?;
+    println!(
+        "Serving HTTP on http://{}/ (store: {}, native baseline)",
+        listener.local_addr()?,
+        backend.summary()
+    );
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| answer(request, backend.clone()));
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn answer(
+    request: hyper::Request<hyper::body::Incoming>,
+    backend: Arc<dyn KvBackend>,
+) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let mut guest_request = todo_guest::Request::new(
+        parts.method.as_str(),
+        parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+    );
+    guest_request.authority = header("host").unwrap_or_else(|| "localhost".to_string());
+    guest_request.content_type = header("content-type");
+    guest_request.if_none_match = header("if-none-match");
+    let response = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(body) => {
+            guest_request.body = body.to_bytes().to_vec();
+            // The logic is synchronous, like the guest's: run it where blocking on the store is
+            // allowed.
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::block_in_place(|| {
+                let kv = NativeKv::new(backend, runtime);
+                todo_guest::handle(&guest_request, &kv, now())
+            })
+        }
+        Err(_) => todo_guest::error::ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        }
+        .into_response(),
+    };
+    let mut builder = hyper::Response::builder().status(response.status);
+    for (name, value) in &response.headers {
+        builder = builder.header(name, value);
+    }
+    Ok(builder
+        .body(Full::new(Bytes::from(response.body)))
+        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new()))))
+}

@@ -1,0 +1,116 @@
+//! Shared by the benchmark binaries: the todo logic called natively (no wasm) on the host's
+//! `KvBackend`, for the native baseline that measures what WebAssembly costs.
+//!
+//! * `native-baseline`: a hyper server answering like `todo-host`, with the same todo logic
+//!   compiled as a normal Rust library and the same stores.
+//! * `microbench`: in-process costs (instantiate only, whole requests, scaling with store size).
+//! * `bench/run.sh`: drives both and `todo-host` with wrk and writes `bench/RESULTS.md`.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use todo_guest::kv::{KeyPage, Kv, KvError, Values};
+use todo_guest::store::BUCKET;
+use todo_guest::time::Timestamp;
+use todo_host::kv::KvBackend;
+use tokio::runtime::Handle;
+
+/// The guest's KV trait on the host's async backend, for code already inside
+/// `tokio::task::block_in_place`: each call blocks the current thread on the backend's future,
+/// as a wasm guest's host call does.
+pub struct NativeKv {
+    backend: Arc<dyn KvBackend>,
+    runtime: Handle,
+}
+
+impl NativeKv {
+    pub fn new(backend: Arc<dyn KvBackend>, runtime: Handle) -> Self {
+        Self { backend, runtime }
+    }
+
+    fn block<T>(
+        &self,
+        future: impl Future<Output = Result<T, todo_host::kv::KvError>>,
+    ) -> Result<T, KvError> {
+        self.runtime.block_on(future).map_err(|err| KvError(err.0))
+    }
+}
+
+impl Kv for NativeKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.block(self.backend.get(BUCKET, key))
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.block(self.backend.set(BUCKET, key, value))
+    }
+
+    fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.block(self.backend.delete(BUCKET, key))
+    }
+
+    fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
+        self.block(self.backend.increment(BUCKET, key, delta))
+    }
+
+    fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage, KvError> {
+        let page = self.block(self.backend.list_keys(BUCKET, cursor))?;
+        Ok(KeyPage {
+            keys: page.keys,
+            cursor: page.cursor,
+        })
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Values, KvError> {
+        self.block(self.backend.get_many(BUCKET, keys))
+    }
+
+    fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
+        self.block(self.backend.delete_many(BUCKET, keys))
+    }
+}
+
+/// Wall-clock now, as the guest's clock import gives it.
+pub fn now() -> Timestamp {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp {
+        seconds: since.as_secs(),
+        nanoseconds: since.subsec_nanos(),
+    }
+}
+
+/// `count` todo records as the guest stores them, ids from 1, for filling a store directly.
+pub fn todo_records(count: u64) -> Vec<(String, Vec<u8>)> {
+    (1..=count)
+        .map(|id| {
+            let record = todo_guest::store::TodoRecord {
+                id,
+                title: format!("todo number {id}"),
+                completed: id % 3 == 0,
+                order: id as i64,
+                description: String::new(),
+                created_at: "2026-01-01T00:00:00.000Z".to_string(),
+                updated_at: "2026-01-01T00:00:00.000Z".to_string(),
+            };
+            let bytes = serde_json::to_vec(&record).expect("a todo record serializes");
+            (todo_guest::store::todo_key(id), bytes)
+        })
+        .collect()
+}
+
+/// Fills `backend` with `count` todos and sets the id counter past them.
+pub async fn fill(backend: &dyn KvBackend, count: u64) -> anyhow::Result<()> {
+    for chunk in todo_records(count).chunks(1000) {
+        backend.set_many(BUCKET, chunk).await?;
+    }
+    backend
+        .set(
+            BUCKET,
+            todo_guest::store::NEXT_ID_KEY,
+            count.to_string().as_bytes(),
+        )
+        .await?;
+    Ok(())
+}

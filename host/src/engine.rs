@@ -1,0 +1,232 @@
+//! The wasmtime `Engine` and compiled code: engine settings (pooling allocator, epoch
+//! interruption), the one epoch ticker thread, and precompiled component artifacts with their
+//! cache.
+//!
+//! Compiling the todo component takes tens of milliseconds; loading a precompiled artifact
+//! takes a few. `todo-host` keeps artifacts in a cache directory, keyed by a hash of the engine's
+//! settings (wasmtime's compatibility hash) and the component's bytes, so a changed component or
+//! a new host build never loads a stale one.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use wasmtime::component::Component;
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::limits::{EPOCH_TICK, Limits};
+
+/// Core instances, memories and tables one component may have: a Rust `wasm32-wasip2`
+/// component has a handful; room for fixtures and other toolchains.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 50;
+const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
+const MAX_TABLES_PER_COMPONENT: u32 = 20;
+/// Linear memory a pooled slot keeps resident when its instance is dropped: resetting it is then
+/// a `memset` (or a pagemap scan of what was touched) instead of `madvise` and fresh page faults
+/// for the next instance. The todo component touches about 2 MiB per request.
+const MEMORY_KEEP_RESIDENT: usize = 4 << 20;
+/// Table bytes a pooled slot keeps resident, for the same reason.
+const TABLE_KEEP_RESIDENT: usize = 64 << 10;
+
+/// Where a runtime gets its component from.
+#[derive(Debug, Clone)]
+pub enum ComponentSource {
+    /// Component bytes (`.wasm`): compiled at start-up, or loaded from the cache.
+    Wasm(Vec<u8>),
+    /// A precompiled artifact written by this host build.
+    Precompiled(PathBuf),
+}
+
+/// An engine for `limits`: pooling allocator sized for `max_concurrency` instances, epoch
+/// interruption on; `tuned` keeps pooled memory resident and resets it with a pagemap scan
+/// where the kernel has one.
+pub fn new(limits: &Limits, tuned: bool) -> anyhow::Result<Engine> {
+    // One pooled slot per request that may run at once, and a few spare for the instant
+    // between a finished request releasing its slot and its store being dropped.
+    let instances = u32::try_from(limits.max_concurrency)
+        .unwrap_or(u32::MAX)
+        .saturating_add(16);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(4))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(4))
+        .total_stacks(instances)
+        .max_memory_size(limits.max_memory)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT);
+    if tuned {
+        pool.linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+            .table_keep_resident(TABLE_KEEP_RESIDENT)
+            // Linux 6.7+: reset only the pages an instance dirtied. Elsewhere: off, silently.
+            .pagemap_scan(Enabled::Auto);
+    }
+    let mut config = Config::new();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config.epoch_interruption(true);
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("cannot create the wasmtime engine")
+}
+
+/// The component from `source`: loaded precompiled, loaded from `cache`, or compiled (and then
+/// stored in `cache`, if given).
+pub fn load(
+    engine: &Engine,
+    source: &ComponentSource,
+    cache: Option<&Path>,
+) -> anyhow::Result<Component> {
+    match source {
+        ComponentSource::Precompiled(path) => deserialize(engine, path),
+        ComponentSource::Wasm(bytes) => {
+            let Some(dir) = cache else {
+                return compile(engine, bytes);
+            };
+            let path = dir.join(format!("{}.cwasm", cache_key(engine, bytes)));
+            if path.exists() {
+                match deserialize(engine, &path) {
+                    Ok(component) => return Ok(component),
+                    Err(err) => {
+                        tracing::warn!(path = %path.display(), error = format!("{err:#}"), "ignoring a bad cached artifact")
+                    }
+                }
+            }
+            let component = compile(engine, bytes)?;
+            // A cache that cannot be written costs the next start some milliseconds, no more.
+            if let Err(err) = store_artifact(&component, &path) {
+                tracing::warn!(path = %path.display(), error = format!("{err:#}"), "cannot cache the compiled component");
+            }
+            Ok(component)
+        }
+    }
+}
+
+/// Compiles the component of `source` and writes the artifact to `path`.
+pub fn precompile_to(engine: &Engine, source: &ComponentSource, path: &Path) -> anyhow::Result<()> {
+    let component = load(engine, source, None)?;
+    store_artifact(&component, path)
+}
+
+fn compile(engine: &Engine, bytes: &[u8]) -> anyhow::Result<Component> {
+    Component::new(engine, bytes)
+        .map_err(anyhow::Error::from)
+        .context("cannot compile the component")
+}
+
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
+    // SAFETY: a precompiled artifact is native code, so wasmtime can only check its header
+    // (version, engine settings), not that it is what `serialize` wrote. The files loaded here
+    // are ones this host wrote itself into its own cache directory (created 0700), or that the
+    // embedder named explicitly as its own precompiled artifact.
+    unsafe { Component::deserialize_file(engine, path) }
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("cannot load precompiled component {}", path.display()))
+}
+
+/// Writes `component` to `path` atomically (a temporary file renamed into place), so a
+/// concurrent start never reads half an artifact.
+fn store_artifact(component: &Component, path: &Path) -> anyhow::Result<()> {
+    let bytes = component.serialize().map_err(anyhow::Error::from)?;
+    if let Some(dir) = path.parent() {
+        create_private_dir(dir)?;
+    }
+    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&temporary, bytes)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create cache directory {}", dir.display()))
+}
+
+/// A hex key naming the artifact of `bytes` compiled by `engine`.
+fn cache_key(engine: &Engine, bytes: &[u8]) -> String {
+    let mut hasher = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    bytes.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// The cache directory unless told otherwise: `$XDG_CACHE_HOME/todo-host`, else
+/// `$HOME/.cache/todo-host`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .map(|dir| dir.join("todo-host"))
+}
+
+/// One thread for the whole host advances the engine's epoch every [`EPOCH_TICK`]; it ends
+/// when the engine is dropped.
+pub fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".to_string())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("cannot start the epoch ticker thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_artifact_is_reused_and_keyed_by_the_component() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let engine = new(&Limits::default(), true)?;
+        let wasm = crate::runtime::TODO_COMPONENT.to_vec();
+        load(
+            &engine,
+            &ComponentSource::Wasm(wasm.clone()),
+            Some(dir.path()),
+        )?;
+        let artifacts: Vec<_> = std::fs::read_dir(dir.path())?.collect::<Result<_, _>>()?;
+        assert_eq!(artifacts.len(), 1, "one artifact written");
+        load(
+            &engine,
+            &ComponentSource::Wasm(wasm.clone()),
+            Some(dir.path()),
+        )?;
+        assert_eq!(
+            std::fs::read_dir(dir.path())?.count(),
+            1,
+            "the artifact was reused"
+        );
+        assert_ne!(
+            cache_key(&engine, &wasm),
+            cache_key(&engine, b"other bytes")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_corrupt_cached_artifact_is_replaced() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let engine = new(&Limits::default(), true)?;
+        let wasm = crate::runtime::TODO_COMPONENT.to_vec();
+        let path = dir
+            .path()
+            .join(format!("{}.cwasm", cache_key(&engine, &wasm)));
+        std::fs::write(&path, b"not an artifact")?;
+        load(&engine, &ComponentSource::Wasm(wasm), Some(dir.path()))?;
+        assert!(
+            std::fs::metadata(&path)?.len() > 1000,
+            "rewritten with a real artifact"
+        );
+        Ok(())
+    }
+}
