@@ -3,7 +3,7 @@
 //! Everything a request needs is in this crate; everything a request must remember is in the
 //! host's key-value store. The crate builds twice:
 //!
-//! * for `wasm32-wasip2` it is the component: [`component`] adapts `wasi:http` and
+//! * for `wasm32-wasip2` it is the component: `component.rs` adapts `wasi:http` and
 //!   `wasi:keyvalue` to the pure logic below (only that module touches WIT bindings);
 //! * natively it is a plain library, so the routing, validation and JSON logic is unit-tested with
 //!   `cargo test -p todo-guest` against [`kv::MemoryKv`], and a native server can call it directly.

@@ -10,6 +10,35 @@
 //! * [`kv`]: the [`kv::KvBackend`] seam, one file per backend, and the `wasi:keyvalue` host side.
 //! * [`server`]: the accept loop and graceful shutdown.
 //!
+//! # Embedding
+//! The runtime is a library: run the todo component (or any component of the same world) inside
+//! your own program, with or without sockets. [`Runtime::builder`] takes the component, the store,
+//! the [`limits::Limits`] and a public folder; [`Runtime::handle`] takes an `http::Request` with
+//! any body and gives back the response.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use std::sync::Arc;
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//!
+//! let runtime = todo_host::Runtime::builder()
+//!     .store(Arc::new(todo_host::kv::memory::MemoryBackend::new()))
+//!     .build()?;
+//! let request = http::Request::builder()
+//!     .method("POST")
+//!     .uri("/todos")
+//!     .header("host", "example.local")
+//!     .body(Full::new(Bytes::from(r#"{"title":"embedded"}"#)))?;
+//! let response = runtime.handle(request).await;
+//! assert_eq!(response.status(), 201);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `host/examples/embed.rs` is a runnable program that does this and then serves the same
+//! runtime behind a plain hyper server.
+//!
 //! # Request lifecycle
 //! 1. hyper parses a request on a connection task ([`server`]).
 //! 2. [`runtime::Runtime::handle`] takes a concurrency slot, checks the request's size

@@ -1,6 +1,6 @@
 //! The component runtime: everything done once at start-up, and the per-request path.
 //!
-//! Start-up ([`Runtime::new`]): one `Engine` with the pooling allocator and epoch interruption,
+//! Start-up ([`RuntimeBuilder::build`]): one `Engine` with the pooling allocator and epoch interruption,
 //! the component compiled once, a `Linker` with WASI p2, `wasi:http` and our `wasi:keyvalue`, a
 //! [`ProxyPre`] that has resolved every import in advance, and one epoch ticker thread.
 //!

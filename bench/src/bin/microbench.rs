@@ -56,6 +56,23 @@ async fn run(svg_path: &str) -> anyhow::Result<()> {
         ms(precompiled)
     );
     let _ = std::fs::remove_file(&artifact);
+    if let Some(host_bin) = std::env::var_os("TODO_HOST_BIN") {
+        // The whole process: spawn, start-up line, first request answered over TCP.
+        let cache = std::env::temp_dir().join(format!("todo-bench-cache-{}", std::process::id()));
+        let cache_arg = format!("--cache-dir={}", cache.display());
+        cold_start(&host_bin, &[&cache_arg])?; // fills the cache
+        let compiled = median_duration(5, || cold_start(&host_bin, &["--no-cache"]))?;
+        let cached = median_duration(5, || cold_start(&host_bin, &[&cache_arg]))?;
+        let _ = std::fs::remove_dir_all(&cache);
+        println!(
+            "| `todo-host` process: spawn to first answered request, compiling (`--no-cache`) | {:.1} |",
+            ms(compiled)
+        );
+        println!(
+            "| `todo-host` process: spawn to first answered request, precompiled artifact from the cache | {:.1} |",
+            ms(cached)
+        );
+    }
 
     let store: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
     fill(store.as_ref(), 10).await?;
@@ -213,6 +230,45 @@ fn median_duration(
         .collect::<anyhow::Result<Vec<_>>>()?;
     times.sort();
     Ok(times[rounds / 2])
+}
+
+/// Spawns `todo-host` with `args`, waits for its start-up line, sends one request over TCP and
+/// reads the answer: the time from spawn to answer.
+fn cold_start(host_bin: &std::ffi::OsStr, args: &[&str]) -> anyhow::Result<Duration> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let started = Instant::now();
+    let mut child = std::process::Command::new(host_bin)
+        .args(["--store", "memory://", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(
+        child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
+    )
+    .read_line(&mut line)?;
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .ok_or_else(|| anyhow::anyhow!("no address in {line:?}"))?;
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.write_all(b"GET /todos HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    let took = started.elapsed();
+    child.kill()?;
+    child.wait()?;
+    anyhow::ensure!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "cold start answered {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    Ok(took)
 }
 
 fn ms(duration: Duration) -> f64 {

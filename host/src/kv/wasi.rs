@@ -3,7 +3,7 @@
 //! A bucket resource is only a name: opening one copies nothing, so every instance sees the
 //! shared store as it is now, and what it writes is there for the next request. Backend errors
 //! reach the guest as `error::other(message)`, never as traps; they are mapped in
-//! [`KvView::convert_error`] and nowhere else.
+//! `KvView`'s `convert_error` and nowhere else.
 //!
 //! Every call is held to the request's [`KvLimits`] (value size, keys per batch, bytes read), so
 //! one guest cannot make the host hold much memory for it.
