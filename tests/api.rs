@@ -1,216 +1,42 @@
-//! Every route and status code of both APIs, through the real `todo-host` binary over HTTP.
+//! Every route and status code of both APIs, through the real `todo-host` binary over HTTP;
+//! once with the embedded todo component (`wasi:keyvalue@0.2.0-draft`), once with the same
+//! component built for `@0.2.0-draft2` (`--features draft2`, the draft Spin speaks).
 
 mod support;
 
-use serde_json::json;
-use support::Host;
+use support::{Host, api_cases};
 
-fn memory_host() -> anyhow::Result<Host> {
+fn embedded() -> anyhow::Result<Host> {
     Host::start(&["--store", "memory://"])
 }
 
-#[test]
-fn todos_crud_over_http() -> anyhow::Result<()> {
-    let host = memory_host()?;
-    let (status, list) = host.call("GET", "/todos", None)?;
-    assert_eq!((status, list), (200, json!([])));
-
-    let created = host.request(
-        "POST",
-        "/todos",
-        Some(("application/json", r#"{"title":"buy milk"}"#)),
-    )?;
-    assert_eq!(created.status, 201);
-    let todo = created.json();
-    let url = format!("{}/todos/1", host.base);
-    assert_eq!(todo["url"], url.as_str());
-    assert_eq!(created.header("location"), Some(url.as_str()));
-    assert_eq!(created.header("access-control-allow-origin"), Some("*"));
-    assert_eq!(todo["completed"], false);
-    assert!(todo["createdAt"].as_str().is_some_and(|t| t.ends_with('Z')));
-
-    let (status, todo) = host.call("GET", "/todos/1", None)?;
-    assert_eq!((status, todo["title"].clone()), (200, json!("buy milk")));
-
-    let (status, todo) = host.call("PATCH", "/todos/1", Some(r#"{"completed":true}"#))?;
-    assert_eq!((status, todo["completed"].clone()), (200, json!(true)));
-
-    let (status, todo) = host.call(
-        "PUT",
-        "/todos/1",
-        Some(r#"{"title":"buy oat milk","order":3}"#),
-    )?;
-    assert_eq!(status, 200);
-    assert_eq!(todo["title"], "buy oat milk");
-    assert_eq!(todo["completed"], false);
-    assert_eq!(todo["order"], 3);
-
-    assert_eq!(host.call("DELETE", "/todos/1", None)?.0, 204);
-    let (status, body) = host.call("GET", "/todos/1", None)?;
-    assert_eq!(status, 404);
-    assert_eq!(body["error"], "no todo with id 1");
-
-    host.call("POST", "/todos", Some(r#"{"title":"a"}"#))?;
-    host.call("POST", "/todos", Some(r#"{"title":"b"}"#))?;
-    assert_eq!(host.call("DELETE", "/todos", None)?.0, 204);
-    assert_eq!(host.call("GET", "/todos", None)?.1, json!([]));
-    Ok(())
+fn draft2() -> anyhow::Result<Host> {
+    let wasm = support::todo_component_draft2()?.display().to_string();
+    Host::start(&["--store", "memory://", "--component", &wasm])
 }
 
-#[test]
-fn errors_over_http_carry_status_and_json_message() -> anyhow::Result<()> {
-    let host = memory_host()?;
-    let (status, body) = host.call("POST", "/todos", Some("{not json"))?;
-    assert_eq!(status, 400);
-    assert!(
-        body["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("not valid JSON")),
-        "{body}"
-    );
-
-    let (status, body) = host.call("PATCH", "/todos/42", Some(r#"{"title":"x"}"#))?;
-    assert_eq!(
-        (status, body["error"].clone()),
-        (404, json!("no todo with id 42"))
-    );
-
-    let wrong = host.request("PUT", "/todos", Some(("application/json", "{}")))?;
-    assert_eq!(wrong.status, 405);
-    assert_eq!(
-        wrong.header("allow"),
-        Some("GET, HEAD, POST, DELETE, OPTIONS")
-    );
-    assert!(wrong.json()["error"].as_str().is_some());
-
-    let unsupported = host.request("POST", "/todos", Some(("text/plain", "title")))?;
-    assert_eq!(unsupported.status, 415);
-    assert!(
-        unsupported.json()["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("text/plain"))
-    );
-
-    let huge = format!(r#"{{"title":"{}"}}"#, "x".repeat(2 << 20));
-    let too_large = host.request("POST", "/todos", Some(("application/json", &huge)))?;
-    assert_eq!(too_large.status, 413);
-    assert!(
-        too_large.json()["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("larger than"))
-    );
-
-    let (status, body) = host.call("GET", "/api/unknown", None)?;
-    assert_eq!(status, 404);
-    assert!(body["error"].is_string());
-
-    assert_eq!(
-        host.call("GET", "/todos", None)?.1,
-        json!([]),
-        "no error created anything"
-    );
-    Ok(())
+/// One test per case and build.
+macro_rules! cases {
+    ($($case:ident),* $(,)?) => {
+        mod draft {
+            $(#[test]
+            fn $case() -> anyhow::Result<()> {
+                super::api_cases::$case(&super::embedded()?)
+            })*
+        }
+        mod draft2 {
+            $(#[test]
+            fn $case() -> anyhow::Result<()> {
+                super::api_cases::$case(&super::draft2()?)
+            })*
+        }
+    };
 }
 
-#[test]
-fn preflight_head_and_the_page() -> anyhow::Result<()> {
-    let host = memory_host()?;
-    let preflight = host.request("OPTIONS", "/todos/1", None)?;
-    assert_eq!(preflight.status, 204);
-    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
-    assert_eq!(
-        preflight.header("access-control-allow-methods"),
-        Some("GET, POST, PUT, PATCH, DELETE, OPTIONS")
-    );
-
-    let page = host.request("GET", "/", None)?;
-    assert_eq!(page.status, 200);
-    assert_eq!(
-        page.header("content-type"),
-        Some("text/html; charset=utf-8")
-    );
-    assert!(page.text().contains("<title>Todos</title>"));
-    assert!(
-        !page.text().contains("https://"),
-        "the page loads nothing from elsewhere"
-    );
-
-    let fallback = host.request("GET", "/active/filter", None)?;
-    assert_eq!(fallback.status, 200);
-    assert!(fallback.text().contains("<title>Todos</title>"));
-
-    let head = host.request("HEAD", "/", None)?;
-    assert_eq!(head.status, 200);
-    assert!(head.body.is_empty());
-    Ok(())
-}
-
-#[test]
-fn a_body_that_only_says_json_is_fine_and_accept_is_never_refused() -> anyhow::Result<()> {
-    let host = memory_host()?;
-    let (status, _) = support::raw_request(
-        host.addr(),
-        b"GET /todos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: text/plain, */*\r\nConnection: close\r\n\r\n",
-    )?;
-    assert_eq!(status, 200);
-    Ok(())
-}
-
-#[test]
-fn legacy_api_over_http() -> anyhow::Result<()> {
-    let host = memory_host()?;
-    let (status, rule) = host.call("POST", "/api/rule", Some(r#"{"name":"n","desc":"d"}"#))?;
-    assert_eq!(status, 200);
-    assert_eq!(
-        (
-            rule["key"].clone(),
-            rule["name"].clone(),
-            rule["desc"].clone()
-        ),
-        (json!(1), json!("n"), json!("d"))
-    );
-
-    let form = host.request(
-        "POST",
-        "/api/rule",
-        Some((
-            "application/x-www-form-urlencoded",
-            "name=second+rule&desc=two",
-        )),
-    )?;
-    assert_eq!(form.status, 200);
-    assert_eq!(form.json()["name"], "second rule");
-
-    let (status, rule) = host.call("PUT", "/api/rule", Some(r#"{"key":1,"status":2}"#))?;
-    assert_eq!(status, 200);
-    assert_eq!(
-        (
-            rule["status"].clone(),
-            rule["name"].clone(),
-            rule["desc"].clone()
-        ),
-        (json!(2), json!("n"), json!("d"))
-    );
-    assert_eq!(
-        host.call("PUT", "/api/rule", Some(r#"{"key":77,"name":"x"}"#))?
-            .0,
-        404
-    );
-
-    let (status, page) = host.call("GET", "/api/rule?current=1&pageSize=10", None)?;
-    assert_eq!(status, 200);
-    assert_eq!(page["total"], 2);
-    assert_eq!(page["success"], true);
-    assert_eq!(page["current"], 1);
-    assert_eq!(page["pageSize"], 10);
-
-    let (status, after) = host.call("DELETE", "/api/rule", Some(r#"{"key":[1]}"#))?;
-    assert_eq!(status, 200);
-    assert_eq!(after["pagination"]["total"], 1);
-    assert_eq!(after["list"][0]["key"], 2);
-
-    let (status, user) = host.call("GET", "/api/currentUser", None)?;
-    assert_eq!(status, 200);
-    assert!(user["userid"].as_str().is_some_and(|id| !id.is_empty()));
-    Ok(())
-}
+cases!(
+    todos_crud_over_http,
+    errors_over_http_carry_status_and_json_message,
+    preflight_head_and_the_page,
+    a_body_that_only_says_json_is_fine_and_accept_is_never_refused,
+    legacy_api_over_http,
+);

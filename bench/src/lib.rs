@@ -50,14 +50,23 @@ impl Kv for NativeKv {
     }
 
     fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
-        self.block(self.backend.increment(BUCKET, key, delta))
+        let delta =
+            i64::try_from(delta).map_err(|_| KvError(format!("delta {delta} too large")))?;
+        let sum = self.block(self.backend.increment(BUCKET, key, delta))?;
+        u64::try_from(sum).map_err(|_| KvError(format!("counter '{key}' is negative")))
     }
 
-    fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage, KvError> {
+    fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, KvError> {
+        let cursor = cursor
+            .map(|text| {
+                text.parse::<u64>()
+                    .map_err(|_| KvError(format!("bad cursor '{text}'")))
+            })
+            .transpose()?;
         let page = self.block(self.backend.list_keys(BUCKET, cursor))?;
         Ok(KeyPage {
             keys: page.keys,
-            cursor: page.cursor,
+            cursor: page.cursor.map(|c| c.to_string()),
         })
     }
 

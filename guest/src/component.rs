@@ -7,9 +7,17 @@
 // Generated bindings are the one place unsafe code lives: the ABI glue wit-bindgen writes.
 #[allow(unsafe_code)]
 mod bindings {
+    #[cfg(not(feature = "draft2"))]
     wit_bindgen::generate!({
         path: "../wit",
         world: "todo:app/app",
+        generate_all,
+        pub_export_macro: true,
+    });
+    #[cfg(feature = "draft2")]
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "todo:app/app-draft2",
         generate_all,
         pub_export_macro: true,
     });
@@ -23,7 +31,10 @@ use bindings::wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam, Scheme,
 };
 use bindings::wasi::io::streams::StreamError;
-use bindings::wasi::keyvalue::{atomics, batch, store as wasi_store};
+#[cfg(not(feature = "draft2"))]
+use bindings::wasi::keyvalue0_2_0_draft::{atomics, batch, store as wasi_store};
+#[cfg(feature = "draft2")]
+use bindings::wasi::keyvalue0_2_0_draft2::{atomics, batch, store as wasi_store};
 
 use crate::error::ApiError;
 use crate::http::{MAX_BODY_BYTES, Request, Response};
@@ -208,11 +219,37 @@ impl Kv for WasiKv {
         self.bucket()?.delete(key).map_err(kv_error)
     }
 
+    #[cfg(not(feature = "draft2"))]
     fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
         atomics::increment(self.bucket()?, key, delta).map_err(kv_error)
     }
 
-    fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage, KvError> {
+    #[cfg(feature = "draft2")]
+    fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
+        let delta =
+            i64::try_from(delta).map_err(|_| KvError(format!("delta {delta} too large")))?;
+        let sum = atomics::increment(self.bucket()?, key, delta).map_err(kv_error)?;
+        u64::try_from(sum).map_err(|_| KvError(format!("counter '{key}' is negative: {sum}")))
+    }
+
+    #[cfg(not(feature = "draft2"))]
+    fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, KvError> {
+        // This draft's cursors are numbers; ours came from the same host.
+        let cursor = cursor
+            .map(|text| {
+                text.parse::<u64>()
+                    .map_err(|_| KvError(format!("'{text}' is not a cursor of this host")))
+            })
+            .transpose()?;
+        let page = self.bucket()?.list_keys(cursor).map_err(kv_error)?;
+        Ok(KeyPage {
+            keys: page.keys,
+            cursor: page.cursor.map(|c| c.to_string()),
+        })
+    }
+
+    #[cfg(feature = "draft2")]
+    fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, KvError> {
         let page = self.bucket()?.list_keys(cursor).map_err(kv_error)?;
         Ok(KeyPage {
             keys: page.keys,
@@ -220,8 +257,18 @@ impl Kv for WasiKv {
         })
     }
 
+    #[cfg(not(feature = "draft2"))]
     fn get_many(&self, keys: &[String]) -> Result<Values, KvError> {
         batch::get_many(self.bucket()?, keys).map_err(kv_error)
+    }
+
+    #[cfg(feature = "draft2")]
+    fn get_many(&self, keys: &[String]) -> Result<Values, KvError> {
+        let pairs = batch::get_many(self.bucket()?, keys).map_err(kv_error)?;
+        Ok(pairs
+            .into_iter()
+            .map(|(key, value)| value.map(|value| (key, value)))
+            .collect())
     }
 
     fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {

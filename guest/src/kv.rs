@@ -20,8 +20,9 @@ pub type Values = Vec<Option<(String, Vec<u8>)>>;
 pub struct KeyPage {
     /// Keys on this page.
     pub keys: Vec<String>,
-    /// Where the next page starts; `None` when this was the last page.
-    pub cursor: Option<u64>,
+    /// Where the next page starts, opaque (a number in one draft of `wasi:keyvalue`, a string in
+    /// the other); `None` when this was the last page.
+    pub cursor: Option<String>,
 }
 
 /// One bucket of a key-value store.
@@ -35,7 +36,7 @@ pub trait Kv {
     /// Atomically adds `delta` to the counter at `key` (missing counts as 0) and returns the sum.
     fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError>;
     /// One page of keys, starting at `cursor` (`None`: the first page).
-    fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage, KvError>;
+    fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, KvError>;
     /// The values of `keys`, in order; `None` where a key has no value.
     fn get_many(&self, keys: &[String]) -> Result<Values, KvError>;
     /// Deletes all of `keys`.
@@ -108,9 +109,14 @@ impl Kv for MemoryKv {
         Ok(next)
     }
 
-    fn list_keys(&self, cursor: Option<u64>) -> Result<KeyPage, KvError> {
+    fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, KvError> {
         let entries = self.entries.borrow();
-        let start = usize::try_from(cursor.unwrap_or(0)).unwrap_or(usize::MAX);
+        let start = match cursor {
+            None => 0,
+            Some(text) => text
+                .parse::<usize>()
+                .map_err(|_| KvError(format!("'{text}' is not a cursor of this store")))?,
+        };
         let keys: Vec<String> = entries
             .keys()
             .skip(start)
@@ -118,7 +124,7 @@ impl Kv for MemoryKv {
             .cloned()
             .collect();
         let end = start.saturating_add(keys.len());
-        let cursor = (end < entries.len()).then_some(end as u64);
+        let cursor = (end < entries.len()).then(|| end.to_string());
         Ok(KeyPage { keys, cursor })
     }
 
@@ -157,7 +163,7 @@ mod tests {
     fn list_keys_cursor_past_end_returns_empty() -> Result<(), KvError> {
         let kv = MemoryKv::new();
         kv.set("a", b"1")?;
-        assert_eq!(kv.list_keys(Some(1_000))?, KeyPage::default());
+        assert_eq!(kv.list_keys(Some("1000"))?, KeyPage::default());
         Ok(())
     }
 }

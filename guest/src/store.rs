@@ -145,9 +145,9 @@ fn for_each_todo_batch(
     kv: &dyn Kv,
     mut f: impl FnMut(&[String]) -> Result<(), ApiError>,
 ) -> Result<(), ApiError> {
-    let mut cursor = None;
+    let mut cursor: Option<String> = None;
     loop {
-        let page = kv.list_keys(cursor)?;
+        let page = kv.list_keys(cursor.as_deref())?;
         let keys: Vec<String> = page
             .keys
             .into_iter()

@@ -125,6 +125,77 @@ async fn increment_starts_at_zero_and_refuses_non_counters(
     Ok(())
 }
 
+async fn increments_may_be_negative(kv: Arc<dyn KvBackend>) -> anyhow::Result<()> {
+    assert_eq!(kv.increment("b", "n", 5).await?, 5);
+    assert_eq!(kv.increment("b", "n", -8).await?, -3);
+    assert_eq!(kv.get("b", "n").await?.as_deref(), Some(&b"-3"[..]));
+    assert!(
+        kv.increment("b", "n", i64::MIN).await.is_err(),
+        "overflow is an error"
+    );
+    Ok(())
+}
+
+async fn compare_and_swap_writes_only_over_what_it_saw(
+    kv: Arc<dyn KvBackend>,
+) -> anyhow::Result<()> {
+    // Absent expected: succeeds once, then the key exists.
+    assert!(kv.compare_and_swap("b", "k", None, b"first").await?);
+    assert!(!kv.compare_and_swap("b", "k", None, b"again").await?);
+    assert_eq!(kv.get("b", "k").await?.as_deref(), Some(&b"first"[..]));
+    // A stale expectation loses; a fresh one wins.
+    assert!(!kv.compare_and_swap("b", "k", Some(b"stale"), b"x").await?);
+    assert!(
+        kv.compare_and_swap("b", "k", Some(b"first"), b"second")
+            .await?
+    );
+    assert_eq!(kv.get("b", "k").await?.as_deref(), Some(&b"second"[..]));
+    // Empty values are values, not absence.
+    kv.set("b", "e", b"").await?;
+    assert!(!kv.compare_and_swap("b", "e", None, b"x").await?);
+    assert!(kv.compare_and_swap("b", "e", Some(b""), b"x").await?);
+    Ok(())
+}
+
+async fn concurrent_compare_and_swap_loops_never_lose_an_update(
+    kv: Arc<dyn KvBackend>,
+) -> anyhow::Result<()> {
+    // 4 tasks x 100 read-modify-write updates through CAS retries: every one lands.
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let kv = kv.clone();
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    loop {
+                        let seen = kv.get("b", "n").await?;
+                        let n: u64 = match seen.as_deref() {
+                            Some(value) => std::str::from_utf8(value)?.parse()?,
+                            None => 0,
+                        };
+                        if kv
+                            .compare_and_swap(
+                                "b",
+                                "n",
+                                seen.as_deref(),
+                                (n + 1).to_string().as_bytes(),
+                            )
+                            .await?
+                        {
+                            break;
+                        }
+                    }
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    assert_eq!(kv.get("b", "n").await?.as_deref(), Some(&b"400"[..]));
+    Ok(())
+}
+
 async fn batch_operations(kv: Arc<dyn KvBackend>) -> anyhow::Result<()> {
     let entries = vec![
         ("a".to_string(), b"1".to_vec()),
@@ -217,6 +288,21 @@ macro_rules! conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn increment_starts_at_zero_and_refuses_non_counters() -> anyhow::Result<()> {
                 run(super::increment_starts_at_zero_and_refuses_non_counters).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn increments_may_be_negative() -> anyhow::Result<()> {
+                run(super::increments_may_be_negative).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn compare_and_swap_writes_only_over_what_it_saw() -> anyhow::Result<()> {
+                run(super::compare_and_swap_writes_only_over_what_it_saw).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_compare_and_swap_loops_never_lose_an_update() -> anyhow::Result<()> {
+                run(super::concurrent_compare_and_swap_loops_never_lose_an_update).await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

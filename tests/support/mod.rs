@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
+pub mod api_cases;
 pub mod browser;
 pub mod redis;
 
@@ -325,6 +326,35 @@ pub fn fixture(name: &str) -> anyhow::Result<PathBuf> {
     ));
     anyhow::ensure!(path.exists(), "no fixture component at {}", path.display());
     Ok(path)
+}
+
+/// Builds the todo component for `wasi:keyvalue@0.2.0-draft2` (`todo-guest --features draft2`),
+/// once per test process, and returns its `.wasm` path.
+pub fn todo_component_draft2() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = workspace().join("target/wasm-draft2");
+            let status = Command::new(env!("CARGO"))
+                .current_dir(workspace())
+                .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
+                .args([
+                    "--package",
+                    "todo-guest",
+                    "--features",
+                    "draft2",
+                    "--target-dir",
+                ])
+                .arg(&target)
+                .status()
+                .map_err(|err| format!("cannot run cargo: {err}"))?;
+            if !status.success() {
+                return Err("building the draft2 todo component failed".to_string());
+            }
+            Ok(target.join("wasm32-wasip2/release/todo_guest.wasm"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
 }
 
 fn fixture_target() -> PathBuf {

@@ -76,7 +76,7 @@ impl KvBackend for MemoryBackend {
         }))
     }
 
-    async fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, KvError> {
+    async fn increment(&self, bucket: &str, key: &str, delta: i64) -> Result<i64, KvError> {
         self.with(|b| {
             let map = b.entry(bucket.to_string()).or_default();
             let current = match map.get(key) {
@@ -87,5 +87,22 @@ impl KvBackend for MemoryBackend {
             map.insert(key.to_string(), next.to_string().into_bytes());
             Ok(next)
         })
+    }
+
+    async fn compare_and_swap(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, KvError> {
+        Ok(self.with(|b| {
+            let map = b.entry(bucket.to_string()).or_default();
+            if map.get(key).map(Vec::as_slice) != expected {
+                return false;
+            }
+            map.insert(key.to_string(), value.to_vec());
+            true
+        }))
     }
 }

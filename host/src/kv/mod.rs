@@ -12,6 +12,7 @@ pub mod memory;
 pub mod redis;
 pub mod sqlite;
 pub mod wasi;
+pub mod wasi_draft2;
 
 use std::sync::Arc;
 
@@ -59,9 +60,20 @@ pub trait KvBackend: Send + Sync + 'static {
     /// One page of the bucket's keys starting at `cursor` (`None`: from the start), at most
     /// [`LIST_PAGE_SIZE`] keys.
     async fn list_keys(&self, bucket: &str, cursor: Option<u64>) -> Result<KeyPage, KvError>;
-    /// Atomically adds `delta` to the decimal counter at `key` (missing: 0); returns the sum.
-    /// Concurrent increments, from any number of requests or processes, never lose one.
-    async fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, KvError>;
+    /// Atomically adds `delta` (which may be negative) to the decimal counter at `key`
+    /// (missing: 0); returns the sum. Concurrent increments, from any number of requests or
+    /// processes, never lose one.
+    async fn increment(&self, bucket: &str, key: &str, delta: i64) -> Result<i64, KvError>;
+
+    /// Sets `key` to `value` only if its value is still `expected` (`None`: the key is absent);
+    /// returns whether it did. Atomic against every other writer.
+    async fn compare_and_swap(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, KvError>;
 
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, KvError> {
         Ok(self.get(bucket, key).await?.is_some())
@@ -91,10 +103,10 @@ pub trait KvBackend: Send + Sync + 'static {
 }
 
 /// Parses a counter value as stored by `increment` (decimal ASCII, as Redis `INCRBY` keeps it).
-pub fn parse_counter(bucket: &str, key: &str, value: &[u8]) -> Result<u64, KvError> {
+pub fn parse_counter(bucket: &str, key: &str, value: &[u8]) -> Result<i64, KvError> {
     std::str::from_utf8(value)
         .ok()
-        .and_then(|text| text.trim().parse::<u64>().ok())
+        .and_then(|text| text.trim().parse::<i64>().ok())
         .ok_or_else(|| {
             KvError(format!(
                 "cannot increment '{key}' in bucket '{bucket}': its value is not a decimal counter"
@@ -103,10 +115,10 @@ pub fn parse_counter(bucket: &str, key: &str, value: &[u8]) -> Result<u64, KvErr
 }
 
 /// `current + delta`, or an error that names the counter.
-pub fn add_to_counter(bucket: &str, key: &str, current: u64, delta: u64) -> Result<u64, KvError> {
+pub fn add_to_counter(bucket: &str, key: &str, current: i64, delta: i64) -> Result<i64, KvError> {
     current.checked_add(delta).ok_or_else(|| {
         KvError(format!(
-            "cannot increment '{key}' in bucket '{bucket}' by {delta}: it would overflow u64"
+            "cannot increment '{key}' in bucket '{bucket}' by {delta}: it would overflow 64 bits"
         ))
     })
 }

@@ -34,6 +34,19 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 /// down; the next request tries again.
 const RECONNECT_RETRIES: usize = 1;
 
+/// Compare-and-swap as one Redis script: `ARGV[1]` the new value, `ARGV[2]` `value` or
+/// `absent`, `ARGV[3]` the expected value. Answers 1 when it swapped.
+const CAS_SCRIPT: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if ARGV[2] == 'absent' then
+  if current then return 0 end
+elseif current ~= ARGV[3] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"#;
+
 /// A Redis server shared by every host process.
 pub struct RedisBackend {
     connection: ConnectionManager,
@@ -139,19 +152,33 @@ impl KvBackend for RedisBackend {
         })
     }
 
-    async fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, KvError> {
-        let delta = i64::try_from(delta).map_err(|_| {
-            KvError(format!(
-                "cannot increment '{key}' by {delta}: Redis counters are signed 64-bit"
-            ))
-        })?;
+    async fn increment(&self, bucket: &str, key: &str, delta: i64) -> Result<i64, KvError> {
         let cmd = redis::cmd("INCRBY")
             .arg(namespaced(bucket, key))
             .arg(delta)
             .clone();
-        let value: i64 = self.query(&cmd, "INCRBY", key).await?;
-        u64::try_from(value)
-            .map_err(|_| KvError(format!("counter '{key}' is negative in Redis: {value}")))
+        self.query(&cmd, "INCRBY", key).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, KvError> {
+        // A script runs atomically in Redis: nothing else runs between the GET and the SET.
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(CAS_SCRIPT)
+            .arg(1)
+            .arg(namespaced(bucket, key))
+            .arg(value);
+        match expected {
+            Some(expected) => cmd.arg("value").arg(expected),
+            None => cmd.arg("absent"),
+        };
+        let swapped: i64 = self.query(&cmd, "compare-and-swap", key).await?;
+        Ok(swapped == 1)
     }
 
     async fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Values, KvError> {

@@ -201,7 +201,7 @@ impl KvBackend for SqliteBackend {
         .await
     }
 
-    async fn increment(&self, bucket: &str, key: &str, delta: u64) -> Result<u64, KvError> {
+    async fn increment(&self, bucket: &str, key: &str, delta: i64) -> Result<i64, KvError> {
         let (bucket, key) = (bucket.to_string(), key.to_string());
         self.run(move |conn| {
             let err = |e| KvError::new(format_args!("SQLite increment of '{key}'"), e);
@@ -227,6 +227,40 @@ impl KvBackend for SqliteBackend {
                 .map_err(err)?;
             tx.commit().map_err(err)?;
             Ok(next)
+        })
+        .await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        bucket: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, KvError> {
+        let (bucket, key) = (bucket.to_string(), key.to_string());
+        let (expected, value) = (expected.map(<[u8]>::to_vec), value.to_vec());
+        self.run(move |conn| {
+            let err = |e| KvError::new(format_args!("SQLite compare-and-swap of '{key}'"), e);
+            // The write lock first, so nothing changes between the comparison and the write.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err)?;
+            let current: Option<Vec<u8>> = tx
+                .prepare_cached("SELECT value FROM kv WHERE bucket = ?1 AND key = ?2")
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![bucket, key], |row| row.get(0))
+                        .optional()
+                })
+                .map_err(err)?;
+            if current != expected {
+                return Ok(false);
+            }
+            tx.prepare_cached(UPSERT)
+                .and_then(|mut stmt| stmt.execute(params![bucket, key, value]))
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
+            Ok(true)
         })
         .await
     }

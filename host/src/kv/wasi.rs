@@ -1,4 +1,5 @@
-//! The host side of `wasi:keyvalue@0.2.0-draft` (store, atomics, batch) on a [`KvBackend`].
+//! The host side of `wasi:keyvalue@0.2.0-draft` (store, atomics, batch) on a [`KvBackend`], and
+//! what it shares with `@0.2.0-draft2` ([`super::wasi_draft2`]).
 //!
 //! A bucket resource is only a name: opening one copies nothing, so every instance sees the
 //! shared store as it is now, and what it writes is there for the next request. Backend errors
@@ -18,18 +19,18 @@ use crate::limits::KvLimits;
 mod generated {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "wasi:keyvalue/imports",
+        world: "wasi:keyvalue/imports@0.2.0-draft",
         imports: { default: async | trappable },
         with: {
-            "wasi:keyvalue/store.bucket": super::Bucket,
+            "wasi:keyvalue/store@0.2.0-draft.bucket": super::Bucket,
         },
         trappable_error_type: {
-            "wasi:keyvalue/store.error" => super::HostError,
+            "wasi:keyvalue/store@0.2.0-draft.error" => super::HostError,
         },
     });
 }
 
-use generated::wasi::keyvalue::{atomics, batch, store};
+use generated::wasi::keyvalue0_2_0_draft::{atomics, batch, store};
 
 /// The longest bucket name a guest may open.
 const MAX_BUCKET_NAME: usize = 64;
@@ -47,6 +48,29 @@ pub enum HostError {
     Backend(KvError),
     /// A broken guest: a resource handle that is not ours. This traps.
     Trap(wasmtime::Error),
+}
+
+/// The `error` variant both drafts share, before it becomes either one's generated type.
+pub(super) enum WitError {
+    NoSuchStore,
+    #[allow(dead_code)] // Access control per bucket comes with app manifests.
+    AccessDenied,
+    Other(String),
+}
+
+impl HostError {
+    /// The one place a host error becomes what the guest sees: backend errors are logged and
+    /// handed over as `other(message)`; a broken guest traps.
+    pub(super) fn into_wit(self) -> wasmtime::Result<WitError> {
+        match self {
+            HostError::NoSuchStore => Ok(WitError::NoSuchStore),
+            HostError::Backend(err) => {
+                tracing::warn!(error = %err, "key-value backend error");
+                Ok(WitError::Other(err.0))
+            }
+            HostError::Trap(err) => Err(err),
+        }
+    }
 }
 
 impl From<KvError> for HostError {
@@ -73,7 +97,7 @@ impl KvBudget {
         Self { limits, read: 0 }
     }
 
-    fn check_value(&self, key: &str, value: &[u8]) -> Result<(), HostError> {
+    pub(super) fn check_value(&self, key: &str, value: &[u8]) -> Result<(), HostError> {
         if value.len() > self.limits.max_value {
             return Err(limit(format!(
                 "the value for '{key}' is {} bytes; the limit is {}",
@@ -84,7 +108,7 @@ impl KvBudget {
         Ok(())
     }
 
-    fn check_batch(&self, keys: usize) -> Result<(), HostError> {
+    pub(super) fn check_batch(&self, keys: usize) -> Result<(), HostError> {
         if keys > self.limits.max_batch_keys {
             return Err(limit(format!(
                 "a batch of {keys} keys; the limit is {}",
@@ -95,7 +119,7 @@ impl KvBudget {
     }
 
     /// Counts `bytes` read; fails once the request has read more than its budget.
-    fn charge(&mut self, bytes: usize) -> Result<(), HostError> {
+    pub(super) fn charge(&mut self, bytes: usize) -> Result<(), HostError> {
         self.read = self.read.saturating_add(bytes);
         if self.read > self.limits.max_read_per_request {
             return Err(limit(format!(
@@ -107,7 +131,7 @@ impl KvBudget {
     }
 }
 
-fn limit(message: String) -> HostError {
+pub(super) fn limit(message: String) -> HostError {
     HostError::Backend(KvError(message))
 }
 
@@ -119,13 +143,12 @@ pub struct KvView<'a> {
 }
 
 impl KvView<'_> {
-    fn bucket(&self, bucket: &Resource<Bucket>) -> Result<&str, HostError> {
-        Ok(self.table.get(bucket)?.name.as_str())
-    }
-}
-
-impl store::Host for KvView<'_> {
-    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, HostError> {
+    /// A bucket resource for `identifier`, if it is a valid bucket name (no `:`, which the Redis
+    /// backend uses to separate bucket and key).
+    pub(super) fn open_bucket(
+        &mut self,
+        identifier: String,
+    ) -> Result<Resource<Bucket>, HostError> {
         let valid = !identifier.is_empty()
             && identifier.len() <= MAX_BUCKET_NAME
             && identifier
@@ -137,15 +160,22 @@ impl store::Host for KvView<'_> {
         Ok(self.table.push(Bucket { name: identifier })?)
     }
 
+    pub(super) fn bucket(&self, bucket: &Resource<Bucket>) -> Result<&str, HostError> {
+        Ok(self.table.get(bucket)?.name.as_str())
+    }
+}
+
+impl store::Host for KvView<'_> {
+    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, HostError> {
+        self.open_bucket(identifier)
+    }
+
     fn convert_error(&mut self, err: HostError) -> wasmtime::Result<store::Error> {
-        match err {
-            HostError::NoSuchStore => Ok(store::Error::NoSuchStore),
-            HostError::Backend(err) => {
-                tracing::warn!(error = %err, "key-value backend error");
-                Ok(store::Error::Other(err.0))
-            }
-            HostError::Trap(err) => Err(err),
-        }
+        Ok(match err.into_wit()? {
+            WitError::NoSuchStore => store::Error::NoSuchStore,
+            WitError::AccessDenied => store::Error::AccessDenied,
+            WitError::Other(message) => store::Error::Other(message),
+        })
     }
 }
 
@@ -210,8 +240,19 @@ impl atomics::Host for KvView<'_> {
         key: String,
         delta: u64,
     ) -> Result<u64, HostError> {
+        // This draft counts in u64, the backend (like Redis) in i64.
+        let delta = i64::try_from(delta).map_err(|_| {
+            limit(format!(
+                "cannot increment '{key}' by {delta}: more than 2^63-1"
+            ))
+        })?;
         let name = self.bucket(&bucket)?;
-        Ok(self.backend.increment(name, &key, delta).await?)
+        let sum = self.backend.increment(name, &key, delta).await?;
+        u64::try_from(sum).map_err(|_| {
+            limit(format!(
+                "counter '{key}' is negative ({sum}); this draft counts in u64"
+            ))
+        })
     }
 }
 
@@ -258,8 +299,8 @@ impl batch::Host for KvView<'_> {
     }
 }
 
-/// Adds `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft` to `linker`; `view` finds a request's
-/// [`KvView`] in its store data.
+/// Adds `wasi:keyvalue/{store,atomics,batch}` at `@0.2.0-draft` and `@0.2.0-draft2` to
+/// `linker`; `view` finds a request's [`KvView`] in its store data.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     view: fn(&mut T) -> KvView<'_>,
@@ -267,10 +308,10 @@ pub fn add_to_linker<T: Send + 'static>(
     store::add_to_linker::<_, HasKv>(linker, view)?;
     atomics::add_to_linker::<_, HasKv>(linker, view)?;
     batch::add_to_linker::<_, HasKv>(linker, view)?;
-    Ok(())
+    super::wasi_draft2::add_to_linker(linker, view)
 }
 
-struct HasKv;
+pub(super) struct HasKv;
 
 impl HasData for HasKv {
     type Data<'a> = KvView<'a>;

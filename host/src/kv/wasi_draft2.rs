@@ -1,0 +1,249 @@
+//! The host side of `wasi:keyvalue@0.2.0-draft2`, the draft Spin speaks, on the same
+//! [`KvBackend`] and the same per-request view and budget as `@0.2.0-draft` ([`super::wasi`]).
+//!
+//! What differs from the first draft: `list-keys` cursors are strings (ours carry the backend's
+//! numeric cursor), `increment` is signed, `get-many` answers `(key, option<value>)` pairs, and
+//! there is compare-and-swap: `cas::new` remembers the value it saw, `swap` writes only if the
+//! value is still that one, else answers `cas-failed` with the `cas` back.
+
+use wasmtime::component::{Linker, Resource};
+
+use super::KvError;
+pub use super::wasi::Bucket;
+use super::wasi::{HasKv, HostError, KvView, WitError};
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "wasi:keyvalue/imports@0.2.0-draft2",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store@0.2.0-draft2.bucket": super::Bucket,
+            "wasi:keyvalue/atomics@0.2.0-draft2.cas": super::Cas,
+        },
+        trappable_error_type: {
+            "wasi:keyvalue/store@0.2.0-draft2.error" => super::HostError,
+        },
+    });
+}
+
+use generated::wasi::keyvalue0_2_0_draft2::{atomics, batch, store};
+
+/// A compare-and-swap handle: the key and the value seen when it was made.
+#[derive(Debug)]
+pub struct Cas {
+    bucket: String,
+    key: String,
+    seen: Option<Vec<u8>>,
+}
+
+fn parse_cursor(cursor: Option<String>) -> Result<Option<u64>, HostError> {
+    cursor
+        .map(|text| {
+            text.parse::<u64>().map_err(|_| {
+                HostError::Backend(KvError(format!(
+                    "'{text}' is not a cursor this host gave out"
+                )))
+            })
+        })
+        .transpose()
+}
+
+impl store::Host for KvView<'_> {
+    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, HostError> {
+        self.open_bucket(identifier)
+    }
+
+    fn convert_error(&mut self, err: HostError) -> wasmtime::Result<store::Error> {
+        Ok(match err.into_wit()? {
+            WitError::NoSuchStore => store::Error::NoSuchStore,
+            WitError::AccessDenied => store::Error::AccessDenied,
+            WitError::Other(message) => store::Error::Other(message),
+        })
+    }
+}
+
+impl store::HostBucket for KvView<'_> {
+    async fn get(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, HostError> {
+        let name = self.bucket(&bucket)?;
+        let value = self.backend.get(name, &key).await?;
+        self.budget.charge(value.as_ref().map_or(0, Vec::len))?;
+        Ok(value)
+    }
+
+    async fn set(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), HostError> {
+        self.budget.check_value(&key, &value)?;
+        let name = self.bucket(&bucket)?;
+        Ok(self.backend.set(name, &key, &value).await?)
+    }
+
+    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), HostError> {
+        let name = self.bucket(&bucket)?;
+        Ok(self.backend.delete(name, &key).await?)
+    }
+
+    async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, HostError> {
+        let name = self.bucket(&bucket)?;
+        Ok(self.backend.exists(name, &key).await?)
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<String>,
+    ) -> Result<store::KeyResponse, HostError> {
+        let cursor = parse_cursor(cursor)?;
+        let name = self.bucket(&bucket)?;
+        let page = self.backend.list_keys(name, cursor).await?;
+        self.budget
+            .charge(page.keys.iter().map(String::len).sum())?;
+        Ok(store::KeyResponse {
+            keys: page.keys,
+            cursor: page.cursor.map(|c| c.to_string()),
+        })
+    }
+
+    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl atomics::Host for KvView<'_> {
+    async fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: i64,
+    ) -> Result<i64, HostError> {
+        let name = self.bucket(&bucket)?;
+        Ok(self.backend.increment(name, &key, delta).await?)
+    }
+
+    async fn swap(
+        &mut self,
+        cas: Resource<Cas>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
+        let handle = self.table.delete(cas)?;
+        if let Err(err) = self.budget.check_value(&handle.key, &value) {
+            return Ok(Err(atomics::CasError::StoreError(to_store_error(err)?)));
+        }
+        let swapped = self
+            .backend
+            .compare_and_swap(&handle.bucket, &handle.key, handle.seen.as_deref(), &value)
+            .await;
+        match swapped {
+            Ok(true) => Ok(Ok(())),
+            // Someone wrote in between: the guest gets its `cas` back to look again.
+            Ok(false) => {
+                let again = self.table.push(handle)?;
+                Ok(Err(atomics::CasError::CasFailed(again)))
+            }
+            Err(err) => Ok(Err(atomics::CasError::StoreError(to_store_error(
+                err.into(),
+            )?))),
+        }
+    }
+}
+
+fn to_store_error(err: HostError) -> wasmtime::Result<store::Error> {
+    Ok(match err.into_wit()? {
+        WitError::NoSuchStore => store::Error::NoSuchStore,
+        WitError::AccessDenied => store::Error::AccessDenied,
+        WitError::Other(message) => store::Error::Other(message),
+    })
+}
+
+impl atomics::HostCas for KvView<'_> {
+    async fn new(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<Resource<Cas>, HostError> {
+        let name = self.bucket(&bucket)?.to_string();
+        let seen = self.backend.get(&name, &key).await?;
+        self.budget.charge(seen.as_ref().map_or(0, Vec::len))?;
+        Ok(self.table.push(Cas {
+            bucket: name,
+            key,
+            seen,
+        })?)
+    }
+
+    async fn current(&mut self, cas: Resource<Cas>) -> Result<Option<Vec<u8>>, HostError> {
+        Ok(self.table.get(&cas)?.seen.clone())
+    }
+
+    async fn drop(&mut self, cas: Resource<Cas>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
+        Ok(())
+    }
+}
+
+impl batch::Host for KvView<'_> {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>, HostError> {
+        self.budget.check_batch(keys.len())?;
+        let name = self.bucket(&bucket)?;
+        let values = self.backend.get_many(name, &keys).await?;
+        self.budget.charge(
+            values
+                .iter()
+                .flatten()
+                .map(|(k, v)| k.len() + v.len())
+                .sum(),
+        )?;
+        Ok(keys
+            .into_iter()
+            .zip(values)
+            .map(|(key, found)| (key, found.map(|(_, value)| value)))
+            .collect())
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), HostError> {
+        self.budget.check_batch(key_values.len())?;
+        for (key, value) in &key_values {
+            self.budget.check_value(key, value)?;
+        }
+        let name = self.bucket(&bucket)?;
+        Ok(self.backend.set_many(name, &key_values).await?)
+    }
+
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<Bucket>,
+        keys: Vec<String>,
+    ) -> Result<(), HostError> {
+        self.budget.check_batch(keys.len())?;
+        let name = self.bucket(&bucket)?;
+        Ok(self.backend.delete_many(name, &keys).await?)
+    }
+}
+
+/// Adds `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft2` to `linker`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> KvView<'_>,
+) -> wasmtime::Result<()> {
+    store::add_to_linker::<_, HasKv>(linker, view)?;
+    atomics::add_to_linker::<_, HasKv>(linker, view)?;
+    batch::add_to_linker::<_, HasKv>(linker, view)?;
+    Ok(())
+}
