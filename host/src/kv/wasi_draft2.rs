@@ -1,5 +1,5 @@
 //! The host side of `wasi:keyvalue@0.2.0-draft2`, the draft Spin speaks, on the same
-//! [`KvBackend`] and the same per-request view and budget as `@0.2.0-draft` ([`super::wasi`]).
+//! [`KvBackend`](super::KvBackend) and the same per-request view and budget as `@0.2.0-draft` ([`super::wasi`]).
 //!
 //! What differs from the first draft: `list-keys` cursors are strings (ours carry the backend's
 //! numeric cursor), `increment` is signed, `get-many` answers `(key, option<value>)` pairs, and
