@@ -21,83 +21,91 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = limits::DEFAULT_REQUEST_TIMEOUT;
 #[derive(Debug, Parser)]
 #[command(name = "todo-host", version)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on (`HOST:PORT`; port 0 picks a free one).
-    #[arg(long, env = "TODO_HOST_LISTEN", default_value = DEFAULT_LISTEN)]
+    #[arg(long, global = true, env = "TODO_HOST_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
     /// Key-value store: `sqlite://PATH` (durable, the default), `redis://HOST:PORT[/DB]`
     /// (shared by many hosts) or `memory://` (lost on exit).
-    #[arg(long, env = "TODO_HOST_STORE", default_value = DEFAULT_STORE)]
+    #[arg(long, global = true, env = "TODO_HOST_STORE", default_value = DEFAULT_STORE)]
     pub store: String,
 
     /// Run this component (`.wasm`, of the `todo:app/app` world) instead of the embedded todo
     /// component.
-    #[arg(long, env = "TODO_HOST_COMPONENT")]
+    #[arg(long, global = true, env = "TODO_HOST_COMPONENT")]
     pub component: Option<PathBuf>,
 
     /// Serve static files from DIR first (mounted read-only into every instance at /public);
     /// unknown non-API paths still get the todo page.
-    #[arg(long, env = "TODO_HOST_PUBLIC", value_name = "DIR")]
+    #[arg(long, global = true, env = "TODO_HOST_PUBLIC", value_name = "DIR")]
     pub public: Option<PathBuf>,
 
     /// Where compiled components are cached, keyed by engine settings and component bytes, so a
     /// restart loads instead of compiling [default: $XDG_CACHE_HOME/todo-host or
     /// ~/.cache/todo-host].
-    #[arg(long, env = "TODO_HOST_CACHE_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "TODO_HOST_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
     /// Compile the component at every start; read and write no cache.
-    #[arg(long, env = "TODO_HOST_NO_CACHE", conflicts_with = "cache_dir")]
+    #[arg(
+        long,
+        global = true,
+        env = "TODO_HOST_NO_CACHE",
+        conflicts_with = "cache_dir"
+    )]
     pub no_cache: bool,
 
     /// Threads serving requests [default: one per CPU].
-    #[arg(long, env = "TODO_HOST_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, global = true, env = "TODO_HOST_WORKERS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
 
     /// Let several processes listen on the same address (`SO_REUSEPORT`); the kernel spreads
     /// connections over them. The one-machine way to scale out.
-    #[arg(long, env = "TODO_HOST_REUSE_PORT")]
+    #[arg(long, global = true, env = "TODO_HOST_REUSE_PORT")]
     pub reuse_port: bool,
 
     /// Linear memory one instance may grow to (e.g. 64MiB).
-    #[arg(long, env = "TODO_HOST_MAX_MEMORY", default_value = "64MiB", value_parser = parse_size)]
+    #[arg(long, global = true, env = "TODO_HOST_MAX_MEMORY", default_value = "64MiB", value_parser = parse_size)]
     pub max_memory: usize,
 
     /// Wall-clock deadline of one request (e.g. 10s, 500ms); a guest past it is stopped: 504.
-    #[arg(long, env = "TODO_HOST_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "TODO_HOST_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
     /// Largest request body; larger ones get 413 before the guest runs.
-    #[arg(long, env = "TODO_HOST_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
+    #[arg(long, global = true, env = "TODO_HOST_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
     pub max_body: usize,
 
     /// Largest response body a guest may produce; a larger one becomes a 500.
-    #[arg(long, env = "TODO_HOST_MAX_RESPONSE", default_value = "16MiB", value_parser = parse_size)]
+    #[arg(long, global = true, env = "TODO_HOST_MAX_RESPONSE", default_value = "16MiB", value_parser = parse_size)]
     pub max_response: usize,
 
     /// Requests served at once; more wait up to --queue-timeout, then get 503 + Retry-After.
-    #[arg(long, env = "TODO_HOST_MAX_CONCURRENCY", default_value_t = limits::DEFAULT_MAX_CONCURRENCY,
+    #[arg(long, global = true, env = "TODO_HOST_MAX_CONCURRENCY", default_value_t = limits::DEFAULT_MAX_CONCURRENCY,
           value_parser = parse_concurrency)]
     pub max_concurrency: usize,
 
     /// How long a request waits for a free slot when --max-concurrency are in flight.
-    #[arg(long, env = "TODO_HOST_QUEUE_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "TODO_HOST_QUEUE_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
     pub queue_timeout: Duration,
 
     /// Largest value a guest may store under one key.
-    #[arg(long, env = "TODO_HOST_KV_MAX_VALUE", default_value = "1MiB", value_parser = parse_size)]
+    #[arg(long, global = true, env = "TODO_HOST_KV_MAX_VALUE", default_value = "1MiB", value_parser = parse_size)]
     pub kv_max_value: usize,
 
     /// Most keys one wasi:keyvalue batch call may name.
-    #[arg(long, env = "TODO_HOST_KV_MAX_BATCH_KEYS", default_value_t = limits::DEFAULT_KV_MAX_BATCH_KEYS)]
+    #[arg(long, global = true, env = "TODO_HOST_KV_MAX_BATCH_KEYS", default_value_t = limits::DEFAULT_KV_MAX_BATCH_KEYS)]
     pub kv_max_batch_keys: usize,
 
     /// Most value bytes one request may read from the store.
-    #[arg(long, env = "TODO_HOST_KV_MAX_READ", default_value = "64MiB", value_parser = parse_size)]
+    #[arg(long, global = true, env = "TODO_HOST_KV_MAX_READ", default_value = "64MiB", value_parser = parse_size)]
     pub kv_max_read: usize,
 
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
-    #[arg(long, env = "TODO_HOST_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "TODO_HOST_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 }
 
@@ -107,6 +115,22 @@ fn parse_concurrency(text: &str) -> Result<usize, String> {
         Ok(n) if (1..=100_000).contains(&n) => Ok(n),
         _ => Err(format!("'{text}' is not a request count from 1 to 100000")),
     }
+}
+
+/// What to run; without a subcommand, the todo component (or `--component`) on every path.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run the app of a Spin-style manifest: several components on several routes, each with
+    /// the key-value stores and files it is granted.
+    Up {
+        /// The manifest (`spin.toml`, `spin_manifest_version = 2`).
+        #[arg(long, short = 'f', value_name = "FILE")]
+        manifest: PathBuf,
+        /// Where each key-value store label lives (`[key_value_store.LABEL]`, type "spin" or
+        /// "redis"); `default` needs none.
+        #[arg(long, value_name = "FILE")]
+        runtime_config_file: Option<PathBuf>,
+    },
 }
 
 /// Everything the server needs to start.
@@ -121,6 +145,8 @@ pub struct Config {
     pub reuse_port: bool,
     pub limits: Limits,
     pub shutdown_grace: Duration,
+    /// An app manifest and its runtime config, for `todo-host up`.
+    pub app: Option<(PathBuf, Option<PathBuf>)>,
 }
 
 impl From<Cli> for Config {
@@ -151,6 +177,12 @@ impl From<Cli> for Config {
                 ..Limits::default()
             },
             shutdown_grace: cli.shutdown_grace,
+            app: cli.command.map(
+                |Command::Up {
+                     manifest,
+                     runtime_config_file,
+                 }| { (manifest, runtime_config_file) },
+            ),
         }
     }
 }
@@ -168,6 +200,7 @@ impl Default for Config {
             reuse_port: false,
             limits: Limits::default(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            app: None,
         }
     }
 }

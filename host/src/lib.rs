@@ -8,7 +8,8 @@
 //! * [`state`]: what one request's `Store` holds (WASI, `wasi:http`, the KV view).
 //! * [`limits`]: every per-request limit, its default and why.
 //! * [`kv`]: the [`kv::KvBackend`] seam, one file per backend, and the `wasi:keyvalue` host side.
-//! * [`server`]: the accept loop and graceful shutdown.
+//! * [`manifest`]: Spin-style app manifests: several components on several routes.
+//! * [`server`]: routing, the accept loop and graceful shutdown.
 //!
 //! # Embedding
 //! The runtime is a library: run the todo component (or any component of the same world) inside
@@ -56,6 +57,7 @@ pub mod config;
 pub mod engine;
 pub mod kv;
 pub mod limits;
+pub mod manifest;
 pub mod runtime;
 pub mod server;
 pub mod state;
@@ -71,7 +73,9 @@ pub use runtime::{Runtime, RuntimeBuilder};
 /// A server that has validated its configuration and bound its socket, ready to [`Server::run`].
 pub struct Server {
     listener: TcpListener,
-    runtime: Arc<Runtime>,
+    routes: Arc<server::Routes>,
+    /// What the start-up line says after the address.
+    description: String,
     shutdown_grace: std::time::Duration,
 }
 
@@ -106,11 +110,87 @@ impl Server {
                 Some(path) => format!("cannot load component {}", path.display()),
                 None => "cannot load the embedded todo component".to_string(),
             })?;
+        let public = match runtime.mounted_dir() {
+            Some(dir) => format!(", public: {}", dir.display()),
+            None => String::new(),
+        };
+        let description = format!("store: {}{public}", runtime.stores_summary());
+        let routes = server::Routes::single(Arc::new(runtime));
+        Self::listen_with(config, routes, description)
+    }
+
+    /// Like [`Server::bind`], for the app of a Spin-style manifest: one runtime per component,
+    /// each on its routes, each with the stores and files the manifest grants it.
+    pub async fn bind_app(config: &Config, app: &manifest::App) -> anyhow::Result<Self> {
+        let mut backends = std::collections::HashMap::new();
+        for (label, url) in &app.stores {
+            let backend = kv::open(url)
+                .await
+                .with_context(|| format!("key-value store '{label}'"))?;
+            backends.insert(label.clone(), backend);
+        }
+        let mut table = Vec::new();
+        let mut served = Vec::new();
+        for component in &app.components {
+            let bytes = std::fs::read(&component.source).with_context(|| {
+                format!(
+                    "component '{}': cannot read {}",
+                    component.id,
+                    component.source.display()
+                )
+            })?;
+            let granted = component
+                .key_value_stores
+                .iter()
+                .map(|label| (label.clone(), backends[label].clone()))
+                .collect();
+            let mut builder = Runtime::builder()
+                .component(bytes)
+                .granted_stores(granted)
+                .limits(config.limits.clone())
+                .cache_dir(config.cache_dir.clone());
+            if let Some((dir, guest_path)) = &component.files {
+                builder = builder.mount(dir.clone(), guest_path.clone());
+            }
+            let runtime = Arc::new(
+                builder
+                    .build()
+                    .with_context(|| format!("cannot load component '{}'", component.id))?,
+            );
+            for route in &component.routes {
+                table.push((route.clone(), runtime.clone()));
+                served.push(format!("{} on {}", component.id, route));
+            }
+        }
+        let mut stores: Vec<String> = backends
+            .iter()
+            .map(|(label, backend)| format!("{label}: {}", backend.summary()))
+            .collect();
+        stores.sort();
+        let description = format!(
+            "app {}: {}; stores: {}",
+            app.name,
+            served.join(", "),
+            if stores.is_empty() {
+                "none".to_string()
+            } else {
+                stores.join("; ")
+            }
+        );
+        Self::listen_with(config, server::Routes::new(table), description)
+    }
+
+    fn listen_with(
+        config: &Config,
+        routes: server::Routes,
+        description: String,
+    ) -> anyhow::Result<Self> {
         let listener = listen(config.listen, config.reuse_port)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         Ok(Self {
             listener,
-            runtime: Arc::new(runtime),
+            routes: Arc::new(routes),
+            description,
             shutdown_grace: config.shutdown_grace,
         })
     }
@@ -123,20 +203,16 @@ impl Server {
     /// The one start-up line, e.g. `Serving HTTP on http://127.0.0.1:3001/ (store: SQLite at todo.db)`;
     /// with `--public`, the folder is named too.
     pub fn banner(&self) -> std::io::Result<String> {
-        let public = match self.runtime.public_dir() {
-            Some(dir) => format!(", public: {}", dir.display()),
-            None => String::new(),
-        };
         Ok(format!(
-            "Serving HTTP on http://{}/ (store: {}{public})",
+            "Serving HTTP on http://{}/ ({})",
             self.local_addr()?,
-            self.runtime.kv().summary()
+            self.description
         ))
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-        server::run(self.listener, self.runtime, shutdown, self.shutdown_grace).await
+        server::run(self.listener, self.routes, shutdown, self.shutdown_grace).await
     }
 }
 

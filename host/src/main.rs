@@ -36,7 +36,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let server = Server::bind(&config).await?;
+    let server = match &config.app {
+        Some((manifest, runtime_config)) => {
+            let app = todo_host::manifest::load(manifest, runtime_config.as_deref())?;
+            Server::bind_app(&config, &app).await?
+        }
+        None => Server::bind(&config).await?,
+    };
     // Tests and scripts read this line (on stdout) to learn the address.
     println!("{}", server.banner()?);
     server.run(server::shutdown_signal()).await

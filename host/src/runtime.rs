@@ -31,6 +31,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::engine::{self, ComponentSource};
+use crate::kv::wasi::Stores;
 use crate::kv::{self, KvBackend};
 use crate::limits::Limits;
 use crate::state::RequestState;
@@ -48,9 +49,9 @@ const RETRY_AFTER_SECONDS: &str = "1";
 /// needs.
 pub struct Runtime {
     pre: ProxyPre<RequestState>,
-    kv: Arc<dyn KvBackend>,
+    stores: Arc<Stores>,
     limits: Limits,
-    public: Option<PathBuf>,
+    mount: Option<(PathBuf, String)>,
     slots: Arc<Semaphore>,
 }
 
@@ -59,9 +60,9 @@ pub struct Runtime {
 /// artifact cache and the tuned instance pool.
 pub struct RuntimeBuilder {
     component: ComponentSource,
-    kv: Option<Arc<dyn KvBackend>>,
+    stores: Option<Stores>,
     limits: Limits,
-    public: Option<PathBuf>,
+    mount: Option<(PathBuf, String)>,
     cache_dir: Option<PathBuf>,
     tuned_pool: bool,
 }
@@ -70,9 +71,9 @@ impl Default for RuntimeBuilder {
     fn default() -> Self {
         Self {
             component: ComponentSource::Wasm(TODO_COMPONENT.to_vec()),
-            kv: None,
+            stores: None,
             limits: Limits::default(),
-            public: None,
+            mount: None,
             cache_dir: None,
             tuned_pool: true,
         }
@@ -95,9 +96,19 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Keeps the data in `kv`.
+    /// Keeps the data in `kv`: the component may open any bucket there.
     pub fn store(mut self, kv: Arc<dyn KvBackend>) -> Self {
-        self.kv = Some(kv);
+        self.stores = Some(Stores::Any(kv));
+        self
+    }
+
+    /// Lets the component open only these store labels, each in its own backend (an app
+    /// manifest's `key_value_stores`); any other label is `access-denied`.
+    pub fn granted_stores(
+        mut self,
+        labels: std::collections::HashMap<String, Arc<dyn KvBackend>>,
+    ) -> Self {
+        self.stores = Some(Stores::Granted(labels));
         self
     }
 
@@ -109,7 +120,13 @@ impl RuntimeBuilder {
 
     /// Mounts `dir` read-only into every instance at `/public`.
     pub fn public_dir(mut self, dir: Option<PathBuf>) -> Self {
-        self.public = dir;
+        self.mount = dir.map(|dir| (dir, crate::state::PUBLIC_MOUNT.to_string()));
+        self
+    }
+
+    /// Mounts host directory `dir` read-only into every instance at `guest_path`.
+    pub fn mount(mut self, dir: PathBuf, guest_path: String) -> Self {
+        self.mount = Some((dir, guest_path));
         self
     }
 
@@ -137,12 +154,12 @@ impl RuntimeBuilder {
     /// Compiles (or loads) the component and links it: everything a request will not have to
     /// do again.
     pub fn build(self) -> anyhow::Result<Runtime> {
-        let kv = self
-            .kv
-            .unwrap_or_else(|| Arc::new(kv::memory::MemoryBackend::new()));
+        let stores = self
+            .stores
+            .unwrap_or_else(|| Stores::Any(Arc::new(kv::memory::MemoryBackend::new())));
         let engine = engine::new(&self.limits, self.tuned_pool)?;
         let component = engine::load(&engine, &self.component, self.cache_dir.as_deref())?;
-        Runtime::new(component, kv, self.limits, self.public)
+        Runtime::new(component, Arc::new(stores), self.limits, self.mount)
     }
 }
 
@@ -154,9 +171,9 @@ impl Runtime {
 
     fn new(
         component: wasmtime::component::Component,
-        kv: Arc<dyn KvBackend>,
+        stores: Arc<Stores>,
         limits: Limits,
-        public: Option<PathBuf>,
+        mount: Option<(PathBuf, String)>,
     ) -> anyhow::Result<Self> {
         let engine = component.engine().clone();
         let mut linker = Linker::<RequestState>::new(&engine);
@@ -171,21 +188,27 @@ impl Runtime {
         engine::spawn_epoch_ticker(&engine);
         Ok(Self {
             pre,
-            kv,
+            stores,
             slots: Arc::new(Semaphore::new(limits.max_concurrency)),
             limits,
-            public,
+            mount,
         })
     }
 
-    /// The shared store.
-    pub fn kv(&self) -> &Arc<dyn KvBackend> {
-        &self.kv
+    /// What the start-up line says about the stores.
+    pub fn stores_summary(&self) -> String {
+        self.stores.summary()
     }
 
-    /// The folder mounted at `/public`, if any.
-    pub fn public_dir(&self) -> Option<&Path> {
-        self.public.as_deref()
+    /// The host directory mounted into every instance, if any.
+    pub fn mounted_dir(&self) -> Option<&Path> {
+        self.mount.as_ref().map(|(dir, _)| dir.as_path())
+    }
+
+    fn mount_ref(&self) -> Option<(&Path, &str)> {
+        self.mount
+            .as_ref()
+            .map(|(dir, guest)| (dir.as_path(), guest.as_str()))
     }
 
     /// Serves one request with a fresh instance. Every failure, of the client or of the guest,
@@ -212,7 +235,7 @@ impl Runtime {
     /// Creates one instance, exactly as a request would, and drops it without calling it: what
     /// a request pays before the guest runs. For measurements.
     pub async fn instantiate_only(&self) -> anyhow::Result<()> {
-        let state = RequestState::new(self.kv.clone(), &self.limits, self.public.as_deref())?;
+        let state = RequestState::new(self.stores.clone(), &self.limits, self.mount_ref())?;
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| state.limiter());
         // Far away, but not so far that adding it to the current epoch overflows.
@@ -247,7 +270,7 @@ impl Runtime {
         let deadline = Instant::now() + self.limits.request_timeout;
         let request = self.read_request(request).await?;
 
-        let state = RequestState::new(self.kv.clone(), &self.limits, self.public.as_deref())
+        let state = RequestState::new(self.stores.clone(), &self.limits, self.mount_ref())
             .map_err(|err| Refusal::internal(format!("cannot prepare the instance: {err:#}")))?;
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| state.limiter());

@@ -15,13 +15,42 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::runtime::Runtime;
+use crate::manifest::Route;
+use crate::runtime::{Runtime, json_error};
+
+/// Which runtime answers which path: one for the whole server, or one per route of an app.
+pub struct Routes {
+    /// Most specific route first.
+    table: Vec<(Route, Arc<Runtime>)>,
+}
+
+impl Routes {
+    /// Every path to `runtime`.
+    pub fn single(runtime: Arc<Runtime>) -> Self {
+        Self {
+            table: vec![(Route::Prefix(String::new()), runtime)],
+        }
+    }
+
+    /// Each route to its runtime; a path goes to the most specific route that matches it.
+    pub fn new(mut table: Vec<(Route, Arc<Runtime>)>) -> Self {
+        table.sort_by_key(|(route, _)| std::cmp::Reverse(route.specificity()));
+        Self { table }
+    }
+
+    fn pick(&self, path: &str) -> Option<&Arc<Runtime>> {
+        self.table
+            .iter()
+            .find(|(route, _)| route.matches(path))
+            .map(|(_, runtime)| runtime)
+    }
+}
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets in-flight requests
 /// finish for up to `grace`, and returns.
 pub async fn run(
     listener: TcpListener,
-    runtime: Arc<Runtime>,
+    routes: Arc<Routes>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> anyhow::Result<()> {
@@ -44,7 +73,7 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let connection = http1::Builder::new()
             .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service(runtime.clone(), peer));
+            .serve_connection(TokioIo::new(stream), service(routes.clone(), peer));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
@@ -64,7 +93,7 @@ pub async fn run(
 }
 
 fn service(
-    runtime: Arc<Runtime>,
+    routes: Arc<Routes>,
     peer: SocketAddr,
 ) -> impl hyper::service::Service<
     hyper::Request<hyper::body::Incoming>,
@@ -73,10 +102,17 @@ fn service(
     Future = impl Future + Send,
 > + Clone {
     service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-        let runtime = runtime.clone();
+        let routes = routes.clone();
         async move {
             tracing::debug!(%peer, method = %request.method(), uri = %request.uri(), "request");
-            Ok::<_, std::convert::Infallible>(runtime.handle(request).await)
+            let response = match routes.pick(request.uri().path()) {
+                Some(runtime) => runtime.handle(request).await,
+                None => json_error(
+                    404,
+                    &format!("no component serves {}", request.uri().path()),
+                ),
+            };
+            Ok::<_, std::convert::Infallible>(response)
         }
     })
 }

@@ -9,8 +9,7 @@ use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use crate::kv::KvBackend;
-use crate::kv::wasi::{KvBudget, KvView};
+use crate::kv::wasi::{KvBudget, KvView, Stores};
 use crate::limits::Limits;
 
 /// Where the guest sees the `--public` folder.
@@ -22,26 +21,26 @@ pub struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: NoOutgoingHttp,
-    kv: Arc<dyn KvBackend>,
+    stores: Arc<Stores>,
     kv_budget: KvBudget,
     limits: StoreLimits,
 }
 
 impl RequestState {
-    /// Fresh state with access to `kv` and, read-only at [`PUBLIC_MOUNT`], to `public`; nothing
-    /// else, within `limits`.
+    /// Fresh state with access to `stores` and, read-only, to the `mount`ed directory (host
+    /// directory, guest path; [`PUBLIC_MOUNT`] for `--public`); nothing else, within `limits`.
     pub fn new(
-        kv: Arc<dyn KvBackend>,
+        stores: Arc<Stores>,
         limits: &Limits,
-        public: Option<&Path>,
+        mount: Option<(&Path, &str)>,
     ) -> wasmtime::Result<Self> {
         // No environment, no arguments, no network (the builder denies sockets and name lookups
         // unless asked), no directories but the public one, read-only. Only stderr is
         // inherited, so that a guest's panic message reaches the host's log.
         let mut builder = WasiCtx::builder();
         builder.inherit_stderr();
-        if let Some(dir) = public {
-            builder.preopened_dir(dir, PUBLIC_MOUNT, FsPerms::ReadOnly)?;
+        if let Some((dir, guest_path)) = mount {
+            builder.preopened_dir(dir, guest_path, FsPerms::ReadOnly)?;
         }
         let wasi = builder.build();
         Ok(Self {
@@ -49,7 +48,7 @@ impl RequestState {
             wasi,
             http: WasiHttpCtx::new(),
             hooks: NoOutgoingHttp,
-            kv,
+            stores,
             kv_budget: KvBudget::new(limits.kv),
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.max_memory)
@@ -65,7 +64,7 @@ impl RequestState {
     /// The view the `wasi:keyvalue` host implementation works on.
     pub fn kv(&mut self) -> KvView<'_> {
         KvView {
-            backend: &self.kv,
+            stores: &self.stores,
             table: &mut self.table,
             budget: &mut self.kv_budget,
         }

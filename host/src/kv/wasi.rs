@@ -9,6 +9,7 @@
 //! Every call is held to the request's [`KvLimits`] (value size, keys per batch, bytes read), so
 //! one guest cannot make the host hold much memory for it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
@@ -35,16 +36,42 @@ use generated::wasi::keyvalue0_2_0_draft::{atomics, batch, store};
 /// The longest bucket name a guest may open.
 const MAX_BUCKET_NAME: usize = 64;
 
-/// An open bucket: the name of a namespace in the shared backend.
-#[derive(Debug)]
+/// An open bucket: a namespace in one shared backend.
 pub struct Bucket {
-    name: String,
+    backend: Arc<dyn KvBackend>,
+    name: Arc<str>,
+}
+
+/// Which stores a request may open.
+pub enum Stores {
+    /// Any bucket name, all in one backend: the CLI's `--store`.
+    Any(Arc<dyn KvBackend>),
+    /// Only these labels, each in its own backend: what an app manifest grants a component.
+    Granted(HashMap<String, Arc<dyn KvBackend>>),
+}
+
+impl Stores {
+    /// What the start-up line says about the stores.
+    pub fn summary(&self) -> String {
+        match self {
+            Stores::Any(backend) => backend.summary(),
+            Stores::Granted(labels) => {
+                let mut parts: Vec<String> = labels
+                    .iter()
+                    .map(|(label, backend)| format!("{label}: {}", backend.summary()))
+                    .collect();
+                parts.sort();
+                parts.join("; ")
+            }
+        }
+    }
 }
 
 /// What a keyvalue call can fail with before it becomes the WIT `error`.
 #[derive(Debug)]
 pub enum HostError {
     NoSuchStore,
+    AccessDenied,
     Backend(KvError),
     /// A broken guest: a resource handle that is not ours. This traps.
     Trap(wasmtime::Error),
@@ -53,7 +80,6 @@ pub enum HostError {
 /// The `error` variant both drafts share, before it becomes either one's generated type.
 pub(super) enum WitError {
     NoSuchStore,
-    #[allow(dead_code)] // Access control per bucket comes with app manifests.
     AccessDenied,
     Other(String),
 }
@@ -64,6 +90,7 @@ impl HostError {
     pub(super) fn into_wit(self) -> wasmtime::Result<WitError> {
         match self {
             HostError::NoSuchStore => Ok(WitError::NoSuchStore),
+            HostError::AccessDenied => Ok(WitError::AccessDenied),
             HostError::Backend(err) => {
                 tracing::warn!(error = %err, "key-value backend error");
                 Ok(WitError::Other(err.0))
@@ -137,7 +164,7 @@ pub(super) fn limit(message: String) -> HostError {
 
 /// A request's view of the store: the shared backend, the request's resource table and budget.
 pub struct KvView<'a> {
-    pub backend: &'a Arc<dyn KvBackend>,
+    pub stores: &'a Stores,
     pub table: &'a mut ResourceTable,
     pub budget: &'a mut KvBudget,
 }
@@ -149,19 +176,36 @@ impl KvView<'_> {
         &mut self,
         identifier: String,
     ) -> Result<Resource<Bucket>, HostError> {
-        let valid = !identifier.is_empty()
-            && identifier.len() <= MAX_BUCKET_NAME
-            && identifier
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !valid {
-            return Err(HostError::NoSuchStore);
-        }
-        Ok(self.table.push(Bucket { name: identifier })?)
+        let backend = match self.stores {
+            Stores::Any(backend) => {
+                let valid = !identifier.is_empty()
+                    && identifier.len() <= MAX_BUCKET_NAME
+                    && identifier
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+                if !valid {
+                    return Err(HostError::NoSuchStore);
+                }
+                backend.clone()
+            }
+            Stores::Granted(labels) => labels
+                .get(&identifier)
+                .cloned()
+                .ok_or(HostError::AccessDenied)?,
+        };
+        Ok(self.table.push(Bucket {
+            backend,
+            name: identifier.into(),
+        })?)
     }
 
-    pub(super) fn bucket(&self, bucket: &Resource<Bucket>) -> Result<&str, HostError> {
-        Ok(self.table.get(bucket)?.name.as_str())
+    /// The backend and name of an open bucket (cheap clones: an `Arc` each).
+    pub(super) fn bucket(
+        &self,
+        bucket: &Resource<Bucket>,
+    ) -> Result<(Arc<dyn KvBackend>, Arc<str>), HostError> {
+        let bucket = self.table.get(bucket)?;
+        Ok((bucket.backend.clone(), bucket.name.clone()))
     }
 }
 
@@ -185,8 +229,8 @@ impl store::HostBucket for KvView<'_> {
         bucket: Resource<Bucket>,
         key: String,
     ) -> Result<Option<Vec<u8>>, HostError> {
-        let name = self.bucket(&bucket)?;
-        let value = self.backend.get(name, &key).await?;
+        let (backend, name) = self.bucket(&bucket)?;
+        let value = backend.get(&name, &key).await?;
         self.budget.charge(value.as_ref().map_or(0, Vec::len))?;
         Ok(value)
     }
@@ -198,18 +242,18 @@ impl store::HostBucket for KvView<'_> {
         value: Vec<u8>,
     ) -> Result<(), HostError> {
         self.budget.check_value(&key, &value)?;
-        let name = self.bucket(&bucket)?;
-        Ok(self.backend.set(name, &key, &value).await?)
+        let (backend, name) = self.bucket(&bucket)?;
+        Ok(backend.set(&name, &key, &value).await?)
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), HostError> {
-        let name = self.bucket(&bucket)?;
-        Ok(self.backend.delete(name, &key).await?)
+        let (backend, name) = self.bucket(&bucket)?;
+        Ok(backend.delete(&name, &key).await?)
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, HostError> {
-        let name = self.bucket(&bucket)?;
-        Ok(self.backend.exists(name, &key).await?)
+        let (backend, name) = self.bucket(&bucket)?;
+        Ok(backend.exists(&name, &key).await?)
     }
 
     async fn list_keys(
@@ -217,8 +261,8 @@ impl store::HostBucket for KvView<'_> {
         bucket: Resource<Bucket>,
         cursor: Option<u64>,
     ) -> Result<store::KeyResponse, HostError> {
-        let name = self.bucket(&bucket)?;
-        let page = self.backend.list_keys(name, cursor).await?;
+        let (backend, name) = self.bucket(&bucket)?;
+        let page = backend.list_keys(&name, cursor).await?;
         self.budget
             .charge(page.keys.iter().map(String::len).sum())?;
         Ok(store::KeyResponse {
@@ -246,8 +290,8 @@ impl atomics::Host for KvView<'_> {
                 "cannot increment '{key}' by {delta}: more than 2^63-1"
             ))
         })?;
-        let name = self.bucket(&bucket)?;
-        let sum = self.backend.increment(name, &key, delta).await?;
+        let (backend, name) = self.bucket(&bucket)?;
+        let sum = backend.increment(&name, &key, delta).await?;
         u64::try_from(sum).map_err(|_| {
             limit(format!(
                 "counter '{key}' is negative ({sum}); this draft counts in u64"
@@ -263,8 +307,8 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> Result<super::Values, HostError> {
         self.budget.check_batch(keys.len())?;
-        let name = self.bucket(&bucket)?;
-        let values = self.backend.get_many(name, &keys).await?;
+        let (backend, name) = self.bucket(&bucket)?;
+        let values = backend.get_many(&name, &keys).await?;
         self.budget.charge(
             values
                 .iter()
@@ -284,8 +328,8 @@ impl batch::Host for KvView<'_> {
         for (key, value) in &key_values {
             self.budget.check_value(key, value)?;
         }
-        let name = self.bucket(&bucket)?;
-        Ok(self.backend.set_many(name, &key_values).await?)
+        let (backend, name) = self.bucket(&bucket)?;
+        Ok(backend.set_many(&name, &key_values).await?)
     }
 
     async fn delete_many(
@@ -294,8 +338,8 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> Result<(), HostError> {
         self.budget.check_batch(keys.len())?;
-        let name = self.bucket(&bucket)?;
-        Ok(self.backend.delete_many(name, &keys).await?)
+        let (backend, name) = self.bucket(&bucket)?;
+        Ok(backend.delete_many(&name, &keys).await?)
     }
 }
 

@@ -30,9 +30,9 @@ mod generated {
 use generated::wasi::keyvalue0_2_0_draft2::{atomics, batch, store};
 
 /// A compare-and-swap handle: the key and the value seen when it was made.
-#[derive(Debug)]
 pub struct Cas {
-    bucket: String,
+    backend: std::sync::Arc<dyn super::KvBackend>,
+    bucket: std::sync::Arc<str>,
     key: String,
     seen: Option<Vec<u8>>,
 }
@@ -69,8 +69,8 @@ impl store::HostBucket for KvView<'_> {
         bucket: Resource<Bucket>,
         key: String,
     ) -> Result<Option<Vec<u8>>, HostError> {
-        let name = self.bucket(&bucket)?;
-        let value = self.backend.get(name, &key).await?;
+        let (backend, name) = self.bucket(&bucket)?;
+        let value = backend.get(&name, &key).await?;
         self.budget.charge(value.as_ref().map_or(0, Vec::len))?;
         Ok(value)
     }
@@ -82,18 +82,18 @@ impl store::HostBucket for KvView<'_> {
         value: Vec<u8>,
     ) -> Result<(), HostError> {
         self.budget.check_value(&key, &value)?;
-        let name = self.bucket(&bucket)?;
-        Ok(self.backend.set(name, &key, &value).await?)
+        let (backend, name) = self.bucket(&bucket)?;
+        Ok(backend.set(&name, &key, &value).await?)
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), HostError> {
-        let name = self.bucket(&bucket)?;
-        Ok(self.backend.delete(name, &key).await?)
+        let (backend, name) = self.bucket(&bucket)?;
+        Ok(backend.delete(&name, &key).await?)
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, HostError> {
-        let name = self.bucket(&bucket)?;
-        Ok(self.backend.exists(name, &key).await?)
+        let (backend, name) = self.bucket(&bucket)?;
+        Ok(backend.exists(&name, &key).await?)
     }
 
     async fn list_keys(
@@ -102,8 +102,8 @@ impl store::HostBucket for KvView<'_> {
         cursor: Option<String>,
     ) -> Result<store::KeyResponse, HostError> {
         let cursor = parse_cursor(cursor)?;
-        let name = self.bucket(&bucket)?;
-        let page = self.backend.list_keys(name, cursor).await?;
+        let (backend, name) = self.bucket(&bucket)?;
+        let page = backend.list_keys(&name, cursor).await?;
         self.budget
             .charge(page.keys.iter().map(String::len).sum())?;
         Ok(store::KeyResponse {
@@ -125,8 +125,8 @@ impl atomics::Host for KvView<'_> {
         key: String,
         delta: i64,
     ) -> Result<i64, HostError> {
-        let name = self.bucket(&bucket)?;
-        Ok(self.backend.increment(name, &key, delta).await?)
+        let (backend, name) = self.bucket(&bucket)?;
+        Ok(backend.increment(&name, &key, delta).await?)
     }
 
     async fn swap(
@@ -138,7 +138,7 @@ impl atomics::Host for KvView<'_> {
         if let Err(err) = self.budget.check_value(&handle.key, &value) {
             return Ok(Err(atomics::CasError::StoreError(to_store_error(err)?)));
         }
-        let swapped = self
+        let swapped = handle
             .backend
             .compare_and_swap(&handle.bucket, &handle.key, handle.seen.as_deref(), &value)
             .await;
@@ -170,10 +170,11 @@ impl atomics::HostCas for KvView<'_> {
         bucket: Resource<Bucket>,
         key: String,
     ) -> Result<Resource<Cas>, HostError> {
-        let name = self.bucket(&bucket)?.to_string();
-        let seen = self.backend.get(&name, &key).await?;
+        let (backend, name) = self.bucket(&bucket)?;
+        let seen = backend.get(&name, &key).await?;
         self.budget.charge(seen.as_ref().map_or(0, Vec::len))?;
         Ok(self.table.push(Cas {
+            backend,
             bucket: name,
             key,
             seen,
@@ -197,8 +198,8 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> Result<Vec<(String, Option<Vec<u8>>)>, HostError> {
         self.budget.check_batch(keys.len())?;
-        let name = self.bucket(&bucket)?;
-        let values = self.backend.get_many(name, &keys).await?;
+        let (backend, name) = self.bucket(&bucket)?;
+        let values = backend.get_many(&name, &keys).await?;
         self.budget.charge(
             values
                 .iter()
@@ -222,8 +223,8 @@ impl batch::Host for KvView<'_> {
         for (key, value) in &key_values {
             self.budget.check_value(key, value)?;
         }
-        let name = self.bucket(&bucket)?;
-        Ok(self.backend.set_many(name, &key_values).await?)
+        let (backend, name) = self.bucket(&bucket)?;
+        Ok(backend.set_many(&name, &key_values).await?)
     }
 
     async fn delete_many(
@@ -232,8 +233,8 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> Result<(), HostError> {
         self.budget.check_batch(keys.len())?;
-        let name = self.bucket(&bucket)?;
-        Ok(self.backend.delete_many(name, &keys).await?)
+        let (backend, name) = self.bucket(&bucket)?;
+        Ok(backend.delete_many(&name, &keys).await?)
     }
 }
 
