@@ -153,7 +153,7 @@ for server, workload, conns, r, p50, p99, errors in rows:
 lines += ["", "## Peak memory (VmHWM of the server process)", "", "| server | peak RSS MiB |", "|---|---|"]
 lines += [f"| {k} | {v} |" for k, v in rss.items()]
 lines += ["", f"`wasmtime serve` on the same hello component: {serve_note}.", ""]
-lines += [open(f"{work}/micro.md").read()]
+lines += [open(f"{work}/micro.md").read(), "", open("bench/steps.md").read()]
 open(out, "w").write("\n".join(lines))
 PY
 echo "wrote $results and bench/scaling.svg" >&2
