@@ -192,7 +192,15 @@ struct WasiKv {
 impl WasiKv {
     fn bucket(&self) -> Result<&wasi_store::Bucket, KvError> {
         self.bucket
-            .get_or_init(|| wasi_store::open(BUCKET).map_err(kv_error))
+            .get_or_init(|| {
+                match wasi_store::open(BUCKET) {
+                    // Some hosts have one anonymous store and no named ones (wasmtime's
+                    // in-memory store answers only to ""): use it rather than fail.
+                    Err(wasi_store::Error::NoSuchStore) => wasi_store::open(""),
+                    opened => opened,
+                }
+                .map_err(kv_error)
+            })
             .as_ref()
             .map_err(Clone::clone)
     }
