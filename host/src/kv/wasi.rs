@@ -199,6 +199,102 @@ impl KvView<'_> {
         })?)
     }
 
+    // What both drafts do alike, each call held to the request's budget. The drafts' trait
+    // methods are one line each on top of these.
+
+    pub(super) async fn get(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, HostError> {
+        let (backend, name) = self.bucket(bucket)?;
+        let value = backend.get(&name, key).await?;
+        self.budget.charge(value.as_ref().map_or(0, Vec::len))?;
+        Ok(value)
+    }
+
+    pub(super) async fn set(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), HostError> {
+        self.budget.check_value(key, value)?;
+        let (backend, name) = self.bucket(bucket)?;
+        Ok(backend.set(&name, key, value).await?)
+    }
+
+    pub(super) async fn delete(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        key: &str,
+    ) -> Result<(), HostError> {
+        let (backend, name) = self.bucket(bucket)?;
+        Ok(backend.delete(&name, key).await?)
+    }
+
+    pub(super) async fn exists(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        key: &str,
+    ) -> Result<bool, HostError> {
+        let (backend, name) = self.bucket(bucket)?;
+        Ok(backend.exists(&name, key).await?)
+    }
+
+    pub(super) async fn list_keys(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> Result<super::KeyPage, HostError> {
+        let (backend, name) = self.bucket(bucket)?;
+        let page = backend.list_keys(&name, cursor).await?;
+        self.budget
+            .charge(page.keys.iter().map(String::len).sum())?;
+        Ok(page)
+    }
+
+    pub(super) async fn get_many(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        keys: &[String],
+    ) -> Result<super::Values, HostError> {
+        self.budget.check_batch(keys.len())?;
+        let (backend, name) = self.bucket(bucket)?;
+        let values = backend.get_many(&name, keys).await?;
+        self.budget.charge(
+            values
+                .iter()
+                .flatten()
+                .map(|(key, value)| key.len() + value.len())
+                .sum(),
+        )?;
+        Ok(values)
+    }
+
+    pub(super) async fn set_many(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        entries: &[(String, Vec<u8>)],
+    ) -> Result<(), HostError> {
+        self.budget.check_batch(entries.len())?;
+        for (key, value) in entries {
+            self.budget.check_value(key, value)?;
+        }
+        let (backend, name) = self.bucket(bucket)?;
+        Ok(backend.set_many(&name, entries).await?)
+    }
+
+    pub(super) async fn delete_many(
+        &mut self,
+        bucket: &Resource<Bucket>,
+        keys: &[String],
+    ) -> Result<(), HostError> {
+        self.budget.check_batch(keys.len())?;
+        let (backend, name) = self.bucket(bucket)?;
+        Ok(backend.delete_many(&name, keys).await?)
+    }
+
     /// The backend and name of an open bucket (cheap clones: an `Arc` each).
     pub(super) fn bucket(
         &self,
@@ -229,10 +325,7 @@ impl store::HostBucket for KvView<'_> {
         bucket: Resource<Bucket>,
         key: String,
     ) -> Result<Option<Vec<u8>>, HostError> {
-        let (backend, name) = self.bucket(&bucket)?;
-        let value = backend.get(&name, &key).await?;
-        self.budget.charge(value.as_ref().map_or(0, Vec::len))?;
-        Ok(value)
+        KvView::get(self, &bucket, &key).await
     }
 
     async fn set(
@@ -241,19 +334,15 @@ impl store::HostBucket for KvView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), HostError> {
-        self.budget.check_value(&key, &value)?;
-        let (backend, name) = self.bucket(&bucket)?;
-        Ok(backend.set(&name, &key, &value).await?)
+        KvView::set(self, &bucket, &key, &value).await
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), HostError> {
-        let (backend, name) = self.bucket(&bucket)?;
-        Ok(backend.delete(&name, &key).await?)
+        KvView::delete(self, &bucket, &key).await
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, HostError> {
-        let (backend, name) = self.bucket(&bucket)?;
-        Ok(backend.exists(&name, &key).await?)
+        KvView::exists(self, &bucket, &key).await
     }
 
     async fn list_keys(
@@ -261,10 +350,7 @@ impl store::HostBucket for KvView<'_> {
         bucket: Resource<Bucket>,
         cursor: Option<u64>,
     ) -> Result<store::KeyResponse, HostError> {
-        let (backend, name) = self.bucket(&bucket)?;
-        let page = backend.list_keys(&name, cursor).await?;
-        self.budget
-            .charge(page.keys.iter().map(String::len).sum())?;
+        let page = KvView::list_keys(self, &bucket, cursor).await?;
         Ok(store::KeyResponse {
             keys: page.keys,
             cursor: page.cursor,
@@ -306,17 +392,7 @@ impl batch::Host for KvView<'_> {
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> Result<super::Values, HostError> {
-        self.budget.check_batch(keys.len())?;
-        let (backend, name) = self.bucket(&bucket)?;
-        let values = backend.get_many(&name, &keys).await?;
-        self.budget.charge(
-            values
-                .iter()
-                .flatten()
-                .map(|(key, value)| key.len() + value.len())
-                .sum(),
-        )?;
-        Ok(values)
+        KvView::get_many(self, &bucket, &keys).await
     }
 
     async fn set_many(
@@ -324,12 +400,7 @@ impl batch::Host for KvView<'_> {
         bucket: Resource<Bucket>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> Result<(), HostError> {
-        self.budget.check_batch(key_values.len())?;
-        for (key, value) in &key_values {
-            self.budget.check_value(key, value)?;
-        }
-        let (backend, name) = self.bucket(&bucket)?;
-        Ok(backend.set_many(&name, &key_values).await?)
+        KvView::set_many(self, &bucket, &key_values).await
     }
 
     async fn delete_many(
@@ -337,9 +408,7 @@ impl batch::Host for KvView<'_> {
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> Result<(), HostError> {
-        self.budget.check_batch(keys.len())?;
-        let (backend, name) = self.bucket(&bucket)?;
-        Ok(backend.delete_many(&name, &keys).await?)
+        KvView::delete_many(self, &bucket, &keys).await
     }
 }
 

@@ -69,10 +69,7 @@ impl store::HostBucket for KvView<'_> {
         bucket: Resource<Bucket>,
         key: String,
     ) -> Result<Option<Vec<u8>>, HostError> {
-        let (backend, name) = self.bucket(&bucket)?;
-        let value = backend.get(&name, &key).await?;
-        self.budget.charge(value.as_ref().map_or(0, Vec::len))?;
-        Ok(value)
+        KvView::get(self, &bucket, &key).await
     }
 
     async fn set(
@@ -81,19 +78,15 @@ impl store::HostBucket for KvView<'_> {
         key: String,
         value: Vec<u8>,
     ) -> Result<(), HostError> {
-        self.budget.check_value(&key, &value)?;
-        let (backend, name) = self.bucket(&bucket)?;
-        Ok(backend.set(&name, &key, &value).await?)
+        KvView::set(self, &bucket, &key, &value).await
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), HostError> {
-        let (backend, name) = self.bucket(&bucket)?;
-        Ok(backend.delete(&name, &key).await?)
+        KvView::delete(self, &bucket, &key).await
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, HostError> {
-        let (backend, name) = self.bucket(&bucket)?;
-        Ok(backend.exists(&name, &key).await?)
+        KvView::exists(self, &bucket, &key).await
     }
 
     async fn list_keys(
@@ -101,11 +94,7 @@ impl store::HostBucket for KvView<'_> {
         bucket: Resource<Bucket>,
         cursor: Option<String>,
     ) -> Result<store::KeyResponse, HostError> {
-        let cursor = parse_cursor(cursor)?;
-        let (backend, name) = self.bucket(&bucket)?;
-        let page = backend.list_keys(&name, cursor).await?;
-        self.budget
-            .charge(page.keys.iter().map(String::len).sum())?;
+        let page = KvView::list_keys(self, &bucket, parse_cursor(cursor)?).await?;
         Ok(store::KeyResponse {
             keys: page.keys,
             cursor: page.cursor.map(|c| c.to_string()),
@@ -171,8 +160,7 @@ impl atomics::HostCas for KvView<'_> {
         key: String,
     ) -> Result<Resource<Cas>, HostError> {
         let (backend, name) = self.bucket(&bucket)?;
-        let seen = backend.get(&name, &key).await?;
-        self.budget.charge(seen.as_ref().map_or(0, Vec::len))?;
+        let seen = KvView::get(self, &bucket, &key).await?;
         Ok(self.table.push(Cas {
             backend,
             bucket: name,
@@ -197,16 +185,7 @@ impl batch::Host for KvView<'_> {
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> Result<Vec<(String, Option<Vec<u8>>)>, HostError> {
-        self.budget.check_batch(keys.len())?;
-        let (backend, name) = self.bucket(&bucket)?;
-        let values = backend.get_many(&name, &keys).await?;
-        self.budget.charge(
-            values
-                .iter()
-                .flatten()
-                .map(|(k, v)| k.len() + v.len())
-                .sum(),
-        )?;
+        let values = KvView::get_many(self, &bucket, &keys).await?;
         Ok(keys
             .into_iter()
             .zip(values)
@@ -219,12 +198,7 @@ impl batch::Host for KvView<'_> {
         bucket: Resource<Bucket>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> Result<(), HostError> {
-        self.budget.check_batch(key_values.len())?;
-        for (key, value) in &key_values {
-            self.budget.check_value(key, value)?;
-        }
-        let (backend, name) = self.bucket(&bucket)?;
-        Ok(backend.set_many(&name, &key_values).await?)
+        KvView::set_many(self, &bucket, &key_values).await
     }
 
     async fn delete_many(
@@ -232,9 +206,7 @@ impl batch::Host for KvView<'_> {
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> Result<(), HostError> {
-        self.budget.check_batch(keys.len())?;
-        let (backend, name) = self.bucket(&bucket)?;
-        Ok(backend.delete_many(&name, &keys).await?)
+        KvView::delete_many(self, &bucket, &keys).await
     }
 }
 
