@@ -118,6 +118,20 @@ fn sql(what: impl Display) -> impl FnOnce(rusqlite::Error) -> KvError {
     move |err| KvError::new(format!("SQLite {what}"), err)
 }
 
+/// The value of `key` in `bucket`, read on `conn` (inside the caller's transaction, if any).
+fn select_value(conn: &Connection, bucket: &str, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.prepare_cached("SELECT value FROM kv WHERE bucket = ?1 AND key = ?2")?
+        .query_row(params![bucket, key], |row| row.get(0))
+        .optional()
+}
+
+/// Sets `key` in `bucket` to `value` on `conn`.
+fn upsert(conn: &Connection, bucket: &str, key: &str, value: &[u8]) -> rusqlite::Result<()> {
+    conn.prepare_cached(UPSERT)?
+        .execute(params![bucket, key, value])
+        .map(drop)
+}
+
 const UPSERT: &str = "INSERT INTO kv (bucket, key, value) VALUES (?1, ?2, ?3)
                       ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value";
 
@@ -130,12 +144,7 @@ impl KvBackend for SqliteBackend {
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let (bucket, key) = (bucket.to_string(), key.to_string());
         self.run(move |conn| {
-            conn.prepare_cached("SELECT value FROM kv WHERE bucket = ?1 AND key = ?2")
-                .and_then(|mut stmt| {
-                    stmt.query_row(params![bucket, key], |row| row.get(0))
-                        .optional()
-                })
-                .map_err(sql(format_args!("get of '{key}'")))
+            select_value(conn, &bucket, &key).map_err(sql(format_args!("get of '{key}'")))
         })
         .await
     }
@@ -143,10 +152,7 @@ impl KvBackend for SqliteBackend {
     async fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
         let (bucket, key, value) = (bucket.to_string(), key.to_string(), value.to_vec());
         self.run(move |conn| {
-            conn.prepare_cached(UPSERT)
-                .and_then(|mut stmt| stmt.execute(params![bucket, key, value]))
-                .map(drop)
-                .map_err(sql(format_args!("set of '{key}'")))
+            upsert(conn, &bucket, &key, &value).map_err(sql(format_args!("set of '{key}'")))
         })
         .await
     }
@@ -208,23 +214,13 @@ impl KvBackend for SqliteBackend {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(err)?;
-            let current: Option<Vec<u8>> = tx
-                .prepare_cached("SELECT value FROM kv WHERE bucket = ?1 AND key = ?2")
-                .and_then(|mut stmt| {
-                    stmt.query_row(params![bucket, key], |row| row.get(0))
-                        .optional()
-                })
-                .map_err(err)?;
+            let current: Option<Vec<u8>> = select_value(&tx, &bucket, &key).map_err(err)?;
             let current = match current {
                 Some(value) => parse_counter(&bucket, &key, &value)?,
                 None => 0,
             };
             let next = add_to_counter(&bucket, &key, current, delta)?;
-            tx.prepare_cached(UPSERT)
-                .and_then(|mut stmt| {
-                    stmt.execute(params![bucket, key, next.to_string().into_bytes()])
-                })
-                .map_err(err)?;
+            upsert(&tx, &bucket, &key, next.to_string().as_bytes()).map_err(err)?;
             tx.commit().map_err(err)?;
             Ok(next)
         })
@@ -246,19 +242,11 @@ impl KvBackend for SqliteBackend {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(err)?;
-            let current: Option<Vec<u8>> = tx
-                .prepare_cached("SELECT value FROM kv WHERE bucket = ?1 AND key = ?2")
-                .and_then(|mut stmt| {
-                    stmt.query_row(params![bucket, key], |row| row.get(0))
-                        .optional()
-                })
-                .map_err(err)?;
+            let current: Option<Vec<u8>> = select_value(&tx, &bucket, &key).map_err(err)?;
             if current != expected {
                 return Ok(false);
             }
-            tx.prepare_cached(UPSERT)
-                .and_then(|mut stmt| stmt.execute(params![bucket, key, value]))
-                .map_err(err)?;
+            upsert(&tx, &bucket, &key, &value).map_err(err)?;
             tx.commit().map_err(err)?;
             Ok(true)
         })
