@@ -33,16 +33,21 @@ fn public_folder(root: &Path) -> anyhow::Result<std::path::PathBuf> {
     Ok(public)
 }
 
-#[test]
-fn files_are_served_with_their_content_types() -> anyhow::Result<()> {
-    let dir = temp_dir()?;
-    let public = public_folder(dir.path())?;
-    let host = Host::start(&[
+/// A host serving `public` with `--public`.
+fn public_host(public: &Path) -> anyhow::Result<Host> {
+    Host::start(&[
         "--store",
         "memory://",
         "--public",
         &public.display().to_string(),
-    ])?;
+    ])
+}
+
+#[test]
+fn files_are_served_with_their_content_types() -> anyhow::Result<()> {
+    let dir = temp_dir()?;
+    let public = public_folder(dir.path())?;
+    let host = public_host(&public)?;
     assert!(host.banner.contains("public: "), "{}", host.banner);
     for (path, content_type, body) in [
         ("/", "text/html; charset=utf-8", "static home"),
@@ -85,12 +90,7 @@ fn files_are_served_with_their_content_types() -> anyhow::Result<()> {
 fn etag_and_if_none_match_give_304() -> anyhow::Result<()> {
     let dir = temp_dir()?;
     let public = public_folder(dir.path())?;
-    let host = Host::start(&[
-        "--store",
-        "memory://",
-        "--public",
-        &public.display().to_string(),
-    ])?;
+    let host = public_host(&public)?;
     let first = host.request("GET", "/app.js", None)?;
     let etag = first.header("etag").unwrap_or_default().to_string();
     assert!(etag.starts_with('"') && etag.len() > 2, "{etag}");
@@ -111,12 +111,7 @@ fn etag_and_if_none_match_give_304() -> anyhow::Result<()> {
 fn nothing_outside_the_folder_can_be_reached() -> anyhow::Result<()> {
     let dir = temp_dir()?;
     let public = public_folder(dir.path())?;
-    let host = Host::start(&[
-        "--store",
-        "memory://",
-        "--public",
-        &public.display().to_string(),
-    ])?;
+    let host = public_host(&public)?;
     for (path, status) in [
         ("/../secret.txt", 400),
         ("/sub/../../secret.txt", 400),

@@ -235,13 +235,29 @@ impl Runtime {
     /// Creates one instance, exactly as a request would, and drops it without calling it: what
     /// a request pays before the guest runs. For measurements.
     pub async fn instantiate_only(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + self.limits.request_timeout;
+        let mut store = self.new_store(deadline)?;
+        self.pre.instantiate_async(&mut store).await?;
+        Ok(())
+    }
+
+    /// A new store for one request: fresh state, the memory limit, and the deadline, checked
+    /// every epoch tick (the guest yields its thread to other requests at each tick and is
+    /// interrupted with a trap past `deadline`).
+    fn new_store(&self, deadline: Instant) -> wasmtime::Result<Store<RequestState>> {
         let state = RequestState::new(self.stores.clone(), &self.limits, self.mount_ref())?;
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| state.limiter());
-        // Far away, but not so far that adding it to the current epoch overflows.
-        store.set_epoch_deadline(1 << 40);
-        self.pre.instantiate_async(&mut store).await?;
-        Ok(())
+        let deadline = deadline.into_std();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if std::time::Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        Ok(store)
     }
 
     /// A slot among `max_concurrency`: at once, or after waiting up to `queue_timeout`.
@@ -270,21 +286,9 @@ impl Runtime {
         let deadline = Instant::now() + self.limits.request_timeout;
         let request = self.read_request(request).await?;
 
-        let state = RequestState::new(self.stores.clone(), &self.limits, self.mount_ref())
+        let mut store = self
+            .new_store(deadline)
             .map_err(|err| Refusal::internal(format!("cannot prepare the instance: {err:#}")))?;
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|state| state.limiter());
-        // Every epoch tick the guest yields its thread to other requests; past the deadline
-        // it is interrupted with a trap.
-        let std_deadline = deadline.into_std();
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if std::time::Instant::now() >= std_deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
-        });
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store
             .data_mut()
