@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use todo_guest::kv::{KeyPage, Kv, KvError, Values};
-use todo_guest::store::BUCKET;
+use todo_guest::records::BUCKET;
 use todo_guest::time::Timestamp;
 use todo_host::kv::KvBackend;
 use tokio::runtime::Handle;
@@ -94,7 +94,7 @@ pub fn now() -> Timestamp {
 pub fn todo_records(count: u64) -> Vec<(String, Vec<u8>)> {
     (1..=count)
         .map(|id| {
-            let record = todo_guest::store::TodoRecord {
+            let record = todo_guest::records::TodoRecord {
                 id,
                 title: format!("todo number {id}"),
                 completed: id % 3 == 0,
@@ -104,7 +104,7 @@ pub fn todo_records(count: u64) -> Vec<(String, Vec<u8>)> {
                 updated_at: "2026-01-01T00:00:00.000Z".to_string(),
             };
             let bytes = serde_json::to_vec(&record).expect("a todo record serializes");
-            (todo_guest::store::todo_key(id), bytes)
+            (todo_guest::records::todo_key(id), bytes)
         })
         .collect()
 }
@@ -117,7 +117,7 @@ pub async fn fill(backend: &dyn KvBackend, count: u64) -> anyhow::Result<()> {
     backend
         .set(
             BUCKET,
-            todo_guest::store::NEXT_ID_KEY,
+            todo_guest::records::NEXT_ID_KEY,
             count.to_string().as_bytes(),
         )
         .await?;

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 use crate::http::Request;
+use crate::percent;
 
 /// The longest title we keep, in characters.
 pub const MAX_TITLE_CHARS: usize = 1000;
@@ -89,41 +90,16 @@ fn form_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     Ok(map)
 }
 
-/// The `name=value` pairs of a query string or form body, percent-decoded (`+` is a space).
+/// The `name=value` pairs of a query string or form body, percent-decoded (`+` is a space);
+/// a malformed escape is a 400 naming the text that holds it.
 pub fn form_pairs(text: &str) -> Result<Vec<(String, String)>, ApiError> {
     text.split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            Ok((percent_decode(name)?, percent_decode(value)?))
+            Ok((percent::decode_form(name)?, percent::decode_form(value)?))
         })
         .collect()
-}
-
-fn percent_decode(text: &str) -> Result<String, ApiError> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|hex| std::str::from_utf8(hex).ok())
-                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                    .ok_or_else(|| {
-                        ApiError::BadRequest(format!("bad percent-encoding in '{text}'"))
-                    })?;
-                out.push(hex);
-                i += 2;
-            }
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8(out)
-        .map_err(|_| ApiError::BadRequest(format!("'{text}' does not decode to UTF-8")))
 }
 
 /// A JSON value's kind, for error messages.
@@ -245,7 +221,11 @@ mod tests {
 
     #[test]
     fn truncated_percent_escape_is_a_bad_request() {
-        assert!(matches!(form_pairs("a=%4"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(form_pairs("a=%4"), Err(ApiError::BadRequest(m)) if m.contains("'%4'")));
+        assert!(
+            matches!(form_pairs("a%zz=1"), Err(ApiError::BadRequest(m)) if m.contains("'a%zz'"))
+        );
+        assert!(matches!(form_pairs("a=%FF"), Err(ApiError::BadRequest(m)) if m.contains("UTF-8")));
     }
 
     #[test]

@@ -37,10 +37,10 @@ use bindings::wasi::keyvalue0_2_0_draft::{atomics, batch, store as wasi_store};
 use bindings::wasi::keyvalue0_2_0_draft2::{atomics, batch, store as wasi_store};
 
 use crate::error::ApiError;
-use crate::http::{MAX_BODY_BYTES, Request, Response};
+use crate::http::{Request, Response};
 use crate::kv::{KeyPage, Kv, KvError, Values};
 use crate::public::{MAX_FILE_BYTES, PublicFiles};
-use crate::store::BUCKET;
+use crate::records::BUCKET;
 use crate::time::Timestamp;
 
 /// A `wasi:io` output stream accepts at most this many bytes per write.
@@ -123,6 +123,8 @@ fn header(headers: &Fields, name: &str) -> Option<String> {
         .and_then(|value| String::from_utf8(value.clone()).ok())
 }
 
+/// The whole body. Its size is the host's to bound (`--max-body`): the host answers 413 before
+/// the component runs, so a second, guest-side limit could only disagree with it.
 fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ApiError> {
     let body = request
         .consume()
@@ -134,14 +136,7 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ApiError> {
             .map_err(|()| ApiError::BadRequest("the request body cannot be read".into()))?;
         loop {
             match stream.blocking_read(64 * 1024) {
-                Ok(chunk) => {
-                    bytes.extend_from_slice(&chunk);
-                    if bytes.len() > MAX_BODY_BYTES {
-                        return Err(ApiError::PayloadTooLarge {
-                            limit: MAX_BODY_BYTES,
-                        });
-                    }
-                }
+                Ok(chunk) => bytes.extend_from_slice(&chunk),
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(err)) => {
                     return Err(ApiError::BadRequest(format!(
@@ -183,7 +178,7 @@ fn write_response(response: Response, out: ResponseOutparam) {
     let _ = OutgoingBody::finish(body, None);
 }
 
-/// The host's bucket [`BUCKET`], opened on first use (the page needs no store at all).
+/// The host's bucket [`BUCKET`], opened on first use (the page needs no bucket at all).
 #[derive(Default)]
 struct WasiKv {
     bucket: OnceCell<Result<wasi_store::Bucket, KvError>>,

@@ -22,14 +22,13 @@ pub enum ApiError {
         path: String,
         allow: &'static str,
     },
-    /// The body is larger than [`crate::http::MAX_BODY_BYTES`].
-    #[error("request body is larger than {limit} bytes")]
-    PayloadTooLarge { limit: usize },
     /// The body is in a format this route does not read.
     #[error("unsupported Content-Type '{got}': send {expected}")]
     UnsupportedMediaType { got: String, expected: &'static str },
-    /// The host's store failed; the request changed nothing we know of.
-    #[error("the store is unavailable: {0}")]
+    /// The key-value store failed or refused (a host limit, a lost connection), or a todo key
+    /// holds a value that is not a todo: the bucket is at fault, not the request (503). The
+    /// request changed nothing we know of.
+    #[error("the key-value store is unavailable: {0}")]
     Store(String),
 }
 
@@ -47,7 +46,6 @@ impl ApiError {
             ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed { .. } => 405,
-            ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UnsupportedMediaType { .. } => 415,
             ApiError::Store(_) => 503,
         }

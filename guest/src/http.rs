@@ -1,11 +1,5 @@
 //! Plain HTTP request and response values: what the logic sees instead of WIT resources.
 
-/// The largest request body the component reads; a larger one is answered with 413.
-///
-/// Todos are small; a megabyte leaves room for bulk legacy deletes while keeping one request
-/// from holding much of an instance's memory.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
 /// An incoming request, fully read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {

@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-/// A store failure, with the store's own message.
+/// A key-value store failure, with the store's own message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct KvError(pub String);
@@ -38,21 +38,25 @@ pub trait Kv {
     /// One page of keys, starting at `cursor` (`None`: the first page).
     fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, KvError>;
     /// The values of `keys`, in order; `None` where a key has no value.
+    ///
+    /// Hosts bound the keys of one batch call, and their `list_keys` pages by the same bound:
+    /// callers name no more keys than one page held.
     fn get_many(&self, keys: &[String]) -> Result<Values, KvError>;
-    /// Deletes all of `keys`.
+    /// Deletes all of `keys`; the same bound as [`Kv::get_many`].
     fn delete_many(&self, keys: &[String]) -> Result<(), KvError>;
 }
 
 /// An in-memory bucket: for tests, and for native callers of the logic.
 ///
-/// Pages are deliberately small so that code using it follows cursors for real.
+/// Pages are deliberately small so that code using it follows cursors for real, and a batch call
+/// naming more keys than a page holds fails, as it would on a host whose limit it passes.
 #[derive(Debug, Default)]
 pub struct MemoryKv {
     entries: RefCell<BTreeMap<String, Vec<u8>>>,
 }
 
-/// Keys per `list_keys` page of [`MemoryKv`].
-const MEMORY_PAGE_SIZE: usize = 3;
+/// Keys per `list_keys` page of [`MemoryKv`], and the most keys one of its batch calls takes.
+pub const MEMORY_PAGE_SIZE: usize = 3;
 
 impl MemoryKv {
     /// An empty bucket.
@@ -70,7 +74,7 @@ impl MemoryKv {
         self.entries.borrow().is_empty()
     }
 
-    /// A copy of every entry, to compare a store before and after a request.
+    /// A copy of every entry, to compare the bucket before and after a request.
     pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
         self.entries.borrow().clone()
     }
@@ -115,7 +119,7 @@ impl Kv for MemoryKv {
             None => 0,
             Some(text) => text
                 .parse::<usize>()
-                .map_err(|_| KvError(format!("'{text}' is not a cursor of this store")))?,
+                .map_err(|_| KvError(format!("'{text}' is not a cursor of this bucket")))?,
         };
         let keys: Vec<String> = entries
             .keys()
@@ -129,6 +133,7 @@ impl Kv for MemoryKv {
     }
 
     fn get_many(&self, keys: &[String]) -> Result<Values, KvError> {
+        check_batch(keys)?;
         let entries = self.entries.borrow();
         Ok(keys
             .iter()
@@ -137,12 +142,24 @@ impl Kv for MemoryKv {
     }
 
     fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
+        check_batch(keys)?;
         let mut entries = self.entries.borrow_mut();
         for key in keys {
             entries.remove(key);
         }
         Ok(())
     }
+}
+
+/// Refuses a batch larger than a page, as a host refuses one over its limit.
+fn check_batch(keys: &[String]) -> Result<(), KvError> {
+    if keys.len() > MEMORY_PAGE_SIZE {
+        return Err(KvError(format!(
+            "a batch of {} keys; this bucket takes at most {MEMORY_PAGE_SIZE}",
+            keys.len()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -156,6 +173,20 @@ mod tests {
         assert_eq!(kv.increment("n", 5)?, 6);
         kv.set("text", b"abc")?;
         assert!(kv.increment("text", 1).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn batches_larger_than_a_page_are_refused() -> Result<(), KvError> {
+        let kv = MemoryKv::new();
+        let keys: Vec<String> = (0..=MEMORY_PAGE_SIZE).map(|i| i.to_string()).collect();
+        assert!(kv.get_many(&keys).is_err());
+        assert!(kv.delete_many(&keys).is_err());
+        assert_eq!(
+            kv.get_many(&keys[..MEMORY_PAGE_SIZE])?.len(),
+            MEMORY_PAGE_SIZE
+        );
+        kv.delete_many(&keys[..MEMORY_PAGE_SIZE])?;
         Ok(())
     }
 

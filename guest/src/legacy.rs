@@ -8,7 +8,7 @@
 //! | `GET /api/rule?current=&pageSize=` | | `{data, total, success, pageSize, current}` |
 //! | `POST /api/rule` | `{name, desc?}` JSON or form | the new rule |
 //! | `PUT /api/rule` | `{key, name?, desc?, status?}` | the rule after the change; 404 unknown key |
-//! | `DELETE /api/rule` | `{key: [k, ...]}` | `{list: [rules after the delete], pagination: {total}}` |
+//! | `DELETE /api/rule` | `{key: [k, ...]}` | `{list: [rules after the delete], pagination: {total}}`; unknown keys are ignored |
 //! | `GET /api/currentUser` | | a fixed demo user |
 
 use serde::Serialize;
@@ -18,7 +18,7 @@ use crate::body::{self, Accepts};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::kv::Kv;
-use crate::store::{self, NewTodo, TodoRecord};
+use crate::records::{self, NewTodo, TodoRecord};
 use crate::time::Timestamp;
 
 /// Methods of `/api/rule`.
@@ -104,7 +104,7 @@ pub fn rule(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, 
                 description: body::text(&map, "desc")?.unwrap_or_default(),
                 ..NewTodo::default()
             };
-            let record = store::create(kv, new, now)?;
+            let record = records::create(kv, new, now)?;
             Ok(Response::json(200, &Rule::from(&record)))
         }
         "PUT" => {
@@ -116,7 +116,7 @@ pub fn rule(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, 
             let name = body::title(&map, "name")?;
             let desc = body::text(&map, "desc")?;
             let status = status(&map)?;
-            let mut record = store::get(kv, key)?;
+            let mut record = records::get(kv, key)?;
             if let Some(name) = name {
                 record.title = name;
             }
@@ -127,19 +127,17 @@ pub fn rule(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, 
                 record.completed = status == STATUS_DONE;
             }
             record.updated_at = now.to_rfc3339();
-            store::save(kv, &record)?;
+            records::save(kv, &record)?;
             Ok(Response::json(200, &Rule::from(&record)))
         }
         "DELETE" => {
             let map = body::object(request, Accepts::JsonOrForm)?;
             let keys = delete_keys(&map)?;
-            let ids: Vec<String> = keys.iter().map(|id| store::todo_key(*id)).collect();
-            store::delete_many(kv, &ids)?;
-            let records = store::list(kv)?;
-            let list: Vec<Rule> = records.iter().map(Rule::from).collect();
+            let left = records::delete_ids_then_list(kv, &keys)?;
+            let list: Vec<Rule> = left.iter().map(Rule::from).collect();
             Ok(Response::json(
                 200,
-                &json!({ "list": list, "pagination": { "total": records.len() } }),
+                &json!({ "list": list, "pagination": { "total": left.len() } }),
             ))
         }
         method => Err(ApiError::MethodNotAllowed {
@@ -168,9 +166,9 @@ fn list_page(request: &Request, kv: &dyn Kv) -> Result<Response, ApiError> {
             _ => {}
         }
     }
-    let records = store::list(kv)?;
+    let todos = records::list(kv)?;
     let skip = usize::try_from((current - 1).saturating_mul(page_size)).unwrap_or(usize::MAX);
-    let data: Vec<Rule> = records
+    let data: Vec<Rule> = todos
         .iter()
         .skip(skip)
         .take(page_size as usize)
@@ -180,7 +178,7 @@ fn list_page(request: &Request, kv: &dyn Kv) -> Result<Response, ApiError> {
         200,
         &json!({
             "data": data,
-            "total": records.len(),
+            "total": todos.len(),
             "success": true,
             "pageSize": page_size,
             "current": current,

@@ -13,8 +13,10 @@
 //! * [`router`]: method + path → handler, CORS, preflight, the single-page-app fallback.
 //! * [`todos`]: the canonical `/todos` API (Todo-Backend compatible).
 //! * [`legacy`]: the `/api/rule` and `/api/currentUser` API of the classic Express app.
-//! * [`store`]: the KV layout (`todo/<id>`, `meta/next-id`) and the todo record.
+//! * [`records`]: the todo records in the KV bucket: layout (`todo/<id>`, `meta/next-id`),
+//!   create, find, list, delete, in batches no larger than one `list_keys` page.
 //! * [`body`]: JSON and form body parsing with errors that say what was wrong.
+//! * [`percent`]: strict percent-decoding of paths, queries and form bodies.
 //! * [`error`]: [`error::ApiError`], mapped to a status and a JSON body in one place.
 //! * [`kv`]: the small KV trait the logic is written against, and an in-memory implementation.
 //! * [`page`]: the embedded web page.
@@ -27,9 +29,10 @@ pub mod http;
 pub mod kv;
 pub mod legacy;
 pub mod page;
+pub mod percent;
 pub mod public;
+pub mod records;
 pub mod router;
-pub mod store;
 pub mod time;
 pub mod todos;
 

@@ -1,5 +1,6 @@
 //! Static files from the read-only `/public` folder the host may mount (`--public DIR`), served
-//! before the page fallback, like a static folder beside the old Express app.
+//! before the page, like a static folder beside the old Express app. What a path with no file
+//! gets (404, the folder's `index.html`, or the page) is the router's single-page-app fallback.
 //!
 //! A request path is percent-decoded segment by segment and refused (400) if any segment is `.`
 //! or `..`, or holds `/`, `\` or NUL once decoded: nothing outside the folder can be named. The
@@ -7,9 +8,12 @@
 
 use crate::error::ApiError;
 use crate::http::{Request, Response};
+use crate::percent;
 
 /// The largest file served; larger ones would not fit an instance's memory comfortably.
 pub const MAX_FILE_BYTES: u64 = 8 << 20;
+/// The folder's start page: what `/` and a directory serve, and the app's client-side routes.
+pub const INDEX: &str = "index.html";
 
 /// Read access to the public folder.
 pub trait PublicFiles {
@@ -34,17 +38,21 @@ impl PublicFiles for NoFiles {
     }
 }
 
-/// The file for a `GET` of `request.path`, if the folder has one: 200 with its bytes, or 304
-/// when `If-None-Match` already names its `ETag`. `Ok(None)`: not found, fall back to the page.
-pub fn serve(request: &Request, files: &dyn PublicFiles) -> Result<Option<Response>, ApiError> {
-    let mut relative = clean_path(&request.path)?;
-    if relative.is_empty() || files.is_dir(&relative) {
-        relative = if relative.is_empty() {
-            "index.html".to_string()
-        } else {
-            format!("{relative}/index.html")
-        };
-    }
+/// The file at `relative` (a [`clean_path`]; a directory means its `index.html`), if the folder
+/// has one: 200 with its bytes, or 304 when `If-None-Match` already names its `ETag`.
+/// `Ok(None)`: no such file.
+pub fn serve(
+    request: &Request,
+    files: &dyn PublicFiles,
+    relative: &str,
+) -> Result<Option<Response>, ApiError> {
+    let relative = if relative.is_empty() {
+        INDEX.to_string()
+    } else if files.is_dir(relative) {
+        format!("{relative}/{INDEX}")
+    } else {
+        relative.to_string()
+    };
     let bytes = match files.read(&relative) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Ok(None),
@@ -79,9 +87,8 @@ pub fn serve(request: &Request, files: &dyn PublicFiles) -> Result<Option<Respon
 pub fn clean_path(path: &str) -> Result<String, ApiError> {
     let mut segments = Vec::new();
     for raw in path.split('/').filter(|s| !s.is_empty()) {
-        let segment = decode(raw).ok_or_else(|| {
-            ApiError::BadRequest(format!("path '{path}' is not valid percent-encoded UTF-8"))
-        })?;
+        let segment = percent::decode(raw)
+            .map_err(|err| ApiError::BadRequest(format!("path '{path}': {err}")))?;
         if segment == "." || segment == ".." || segment.contains(['/', '\\', '\0']) {
             return Err(ApiError::BadRequest(format!(
                 "path '{path}' is not allowed: it tries to leave the public folder"
@@ -92,21 +99,13 @@ pub fn clean_path(path: &str) -> Result<String, ApiError> {
     Ok(segments.join("/"))
 }
 
-fn decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+/// Whether the last segment of `relative` (a [`clean_path`]) looks like a file name: it holds a
+/// `.`, as in `app.js` or `logo.svg`. Client-side routes (`/list`, `/todo/7`) do not.
+pub fn names_a_file(relative: &str) -> bool {
+    relative
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains('.'))
 }
 
 /// The `Content-Type` for a file name.
@@ -170,6 +169,22 @@ mod tests {
         assert_eq!(clean_path("/caf%C3%A9.txt")?, "café.txt");
         assert_eq!(clean_path("/v1.2/a..b")?, "v1.2/a..b");
         Ok(())
+    }
+
+    #[test]
+    fn names_a_file_looks_at_the_last_segment_only() {
+        for file in [
+            "app.js",
+            "assets/app.css",
+            "v1.2/a..b",
+            ".env",
+            "index.html",
+        ] {
+            assert!(names_a_file(file), "{file}");
+        }
+        for route in ["", "list", "deep/link", "v1.2/todos"] {
+            assert!(!names_a_file(route), "{route}");
+        }
     }
 
     #[test]

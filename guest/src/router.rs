@@ -1,5 +1,25 @@
 //! Method + path → handler. Also the parts every response shares: CORS headers, preflight,
 //! `HEAD`, and the single-page-app fallback.
+//!
+//! # Single-page-app fallback
+//!
+//! `/todos...` and `/api/...` are the APIs: a path there with no route is a JSON 404, whatever
+//! the public folder holds. Any other `GET` (or `HEAD`) is answered, in this order, by:
+//!
+//! 1. the folder's file at that path (a directory, and `/`, mean its `index.html`);
+//! 2. if `/` or `/index.html` has no file: the component's own todo page;
+//! 3. if the last segment holds a `.` (`/foo.js`, `/assets/app.css`, `/docs/index.html`): a JSON
+//!    404. A missing script or stylesheet must fail as one: HTML served in its place would be
+//!    parsed as code and fail far from the cause;
+//! 4. any other path is a client-side route (`/list`, `/deep/link`): the folder's `index.html`,
+//!    with the same `ETag` and cache headers as any file, so the app's own router takes over;
+//! 5. with no folder, or one without `index.html`: the component's own todo page.
+//!
+//! "Holds a `.`" is the "dot rule" of `connect-history-api-fallback`, webpack-dev-server's history
+//! fallback: cheap, and right for every asset a bundler writes. Its cost is that a client-side
+//! route whose last segment holds a dot (`/user/jane.doe`) is a 404 when reloaded. A path that
+//! tries to leave the folder is a 400 before any of this. Other methods on these paths are a 405
+//! listing [`PAGE_ALLOW`].
 
 use crate::error::ApiError;
 use crate::http::{Request, Response};
@@ -73,7 +93,7 @@ fn route(
         ["api", "currentUser"] => legacy::current_user(request),
         ["todos", ..] | ["api", ..] => Err(ApiError::NotFound(format!("no route for {path}"))),
         _ => match request.method.as_str() {
-            "GET" => Ok(public::serve(request, files)?.unwrap_or_else(page::index)),
+            "GET" => static_or_page(request, files),
             method => Err(ApiError::MethodNotAllowed {
                 method: method.to_string(),
                 path: path.to_string(),
@@ -81,4 +101,20 @@ fn route(
             }),
         },
     }
+}
+
+/// A non-API `GET`: a file, a 404, or an app shell, by the rule in the module doc.
+fn static_or_page(request: &Request, files: &dyn PublicFiles) -> Result<Response, ApiError> {
+    let relative = public::clean_path(&request.path)?;
+    if let Some(file) = public::serve(request, files, &relative)? {
+        return Ok(file);
+    }
+    if relative.is_empty() || relative == public::INDEX {
+        // The folder's start page was asked for and is not there: the page stands in for it.
+        return Ok(page::index());
+    }
+    if public::names_a_file(&relative) {
+        return Err(ApiError::NotFound(format!("no file at '{}'", request.path)));
+    }
+    Ok(public::serve(request, files, "")?.unwrap_or_else(page::index))
 }

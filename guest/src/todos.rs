@@ -16,7 +16,7 @@ use crate::body::{self, Accepts};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::kv::Kv;
-use crate::store::{self, NewTodo, TodoRecord};
+use crate::records::{self, NewTodo, TodoRecord};
 use crate::time::Timestamp;
 
 /// Methods of `/todos`.
@@ -61,7 +61,7 @@ pub fn collection(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Resp
     let base = request.base_url();
     match request.method.as_str() {
         "GET" => {
-            let todos = store::list(kv)?;
+            let todos = records::list(kv)?;
             let views: Vec<TodoView> = todos.iter().map(|t| TodoView::new(t, &base)).collect();
             Ok(Response::json(200, &views))
         }
@@ -75,13 +75,13 @@ pub fn collection(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Resp
                 order: body::integer(&map, "order")?,
                 description: String::new(),
             };
-            let record = store::create(kv, new, now)?;
+            let record = records::create(kv, new, now)?;
             let view = TodoView::new(&record, &base);
             let location = view.url.clone();
             Ok(Response::json(201, &view).with_header("location", location))
         }
         "DELETE" => {
-            store::delete_all(kv)?;
+            records::delete_all(kv)?;
             Ok(Response::empty(204))
         }
         method => Err(ApiError::MethodNotAllowed {
@@ -115,20 +115,20 @@ pub fn item(
     let base = request.base_url();
     match request.method.as_str() {
         "GET" => {
-            let record = store::get(kv, id)?;
+            let record = records::get(kv, id)?;
             Ok(Response::json(200, &TodoView::new(&record, &base)))
         }
         "DELETE" => {
-            store::delete(kv, id)?;
+            records::delete(kv, id)?;
             Ok(Response::empty(204))
         }
         method => {
-            // Validate the body before touching the store: a bad request changes nothing.
+            // Validate the body before touching the bucket: a bad request changes nothing.
             let map = body::object(request, Accepts::Json)?;
             let title = body::title(&map, "title")?;
             let completed = body::boolean(&map, "completed")?;
             let order = body::integer(&map, "order")?;
-            let mut record = store::get(kv, id)?;
+            let mut record = records::get(kv, id)?;
             if method == "PUT" {
                 record.title = title.ok_or_else(|| {
                     ApiError::BadRequest("PUT replaces the todo: field 'title' is required".into())
@@ -146,7 +146,7 @@ pub fn item(
                 record.order = order;
             }
             record.updated_at = now.to_rfc3339();
-            store::save(kv, &record)?;
+            records::save(kv, &record)?;
             Ok(Response::json(200, &TodoView::new(&record, &base)))
         }
     }

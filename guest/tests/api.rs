@@ -1,7 +1,9 @@
-//! The todo logic, natively, against an in-memory store: every route and status of both APIs.
+//! The todo logic, natively, against an in-memory bucket: every route and status of both APIs,
+//! and the static files and single-page-app fallback around them.
 
 use serde_json::{Value, json};
-use todo_guest::kv::MemoryKv;
+use todo_guest::kv::{MEMORY_PAGE_SIZE, MemoryKv};
+use todo_guest::public::{NoFiles, PublicFiles};
 use todo_guest::time::Timestamp;
 use todo_guest::{Request, Response, handle};
 
@@ -504,7 +506,7 @@ fn current_user_is_a_fixed_demo_user() {
 /// A public folder in memory: for the routing around static files, without a file system.
 struct Folder(Vec<(&'static str, &'static [u8])>);
 
-impl todo_guest::public::PublicFiles for Folder {
+impl PublicFiles for Folder {
     fn read(&self, relative: &str) -> Result<Option<Vec<u8>>, String> {
         if relative == "forbidden.txt" {
             return Err("the sandbox refused".to_string());
@@ -552,7 +554,8 @@ fn public_files_come_first_with_type_etag_and_304() {
     assert!(cached.body.is_empty());
     assert_eq!(get("/docs").body, b"docs");
 
-    assert!(String::from_utf8_lossy(&get("/unknown/route").body).contains("<title>Todos</title>"));
+    // A client-side route gets the folder's start page (the single-page-app fallback).
+    assert_eq!(get("/unknown/route").body, b"<p>static</p>");
     assert_eq!(
         get("/todos").status,
         200,
@@ -561,4 +564,190 @@ fn public_files_come_first_with_type_etag_and_304() {
     assert_eq!(get("/../etc/passwd").status, 400);
     assert_eq!(get("/%2e%2e/x").status, 400);
     assert_eq!(get("/forbidden.txt").status, 403);
+}
+
+fn get_with(files: &dyn PublicFiles, path: &str) -> Response {
+    todo_guest::handle_with_files(&Request::new("GET", path), &MemoryKv::new(), files, NOW)
+}
+
+fn is_the_page(response: &Response) -> bool {
+    response.status == 200
+        && String::from_utf8_lossy(&response.body).contains("<title>Todos</title>")
+}
+
+#[test]
+fn deep_link_with_a_folder_index_gets_the_folders_index() {
+    let folder = Folder(vec![("index.html", b"<p>spa</p>"), ("app.js", b"1")]);
+    let home = get_with(&folder, "/");
+    for path in ["/list", "/deep/link", "/deep/link/", "/v1.2/todos"] {
+        let response = get_with(&folder, path);
+        assert_eq!(response.status, 200, "{path}");
+        assert_eq!(response.body, b"<p>spa</p>", "{path}");
+        assert_eq!(
+            response.header("content-type"),
+            Some("text/html; charset=utf-8"),
+            "{path}"
+        );
+        assert_eq!(response.header("etag"), home.header("etag"), "{path}");
+        assert_eq!(response.header("cache-control"), Some("no-cache"), "{path}");
+    }
+    let mut cached = Request::new("GET", "/deep/link");
+    cached.if_none_match = home.header("etag").map(str::to_string);
+    let cached = todo_guest::handle_with_files(&cached, &MemoryKv::new(), &folder, NOW);
+    assert_eq!(cached.status, 304);
+    let head = todo_guest::handle_with_files(
+        &Request::new("HEAD", "/deep/link"),
+        &MemoryKv::new(),
+        &folder,
+        NOW,
+    );
+    assert_eq!((head.status, head.body.len()), (200, 0));
+}
+
+#[test]
+fn deep_link_with_a_folder_without_index_gets_the_page() {
+    let folder = Folder(vec![("app.js", b"1"), ("docs/guide.txt", b"g")]);
+    for path in ["/", "/index.html", "/list", "/deep/link", "/docs"] {
+        assert!(is_the_page(&get_with(&folder, path)), "{path}");
+    }
+}
+
+#[test]
+fn a_missing_file_name_gets_404_json_with_or_without_a_folder() {
+    let folder = Folder(vec![("index.html", b"<p>spa</p>")]);
+    let files: [&dyn PublicFiles; 2] = [&folder, &NoFiles];
+    for files in files {
+        for path in ["/foo.js", "/assets/app.css", "/docs/index.html", "/.env"] {
+            let response = get_with(files, path);
+            assert_eq!(response.status, 404, "{path}");
+            assert_eq!(
+                response.header("content-type"),
+                Some("application/json"),
+                "{path}"
+            );
+            assert!(
+                error_of(&response).contains(path),
+                "{path}: {}",
+                error_of(&response)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_present_file_is_served() {
+    let folder = Folder(vec![
+        ("index.html", b"<p>spa</p>"),
+        ("app.js", b"let a = 1;"),
+    ]);
+    let response = get_with(&folder, "/app.js");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"let a = 1;");
+    assert_eq!(
+        response.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert!(response.header("etag").is_some());
+}
+
+#[test]
+fn with_no_folder_a_deep_link_gets_the_page() {
+    for path in ["/", "/index.html", "/list", "/deep/link"] {
+        assert!(is_the_page(&get_with(&NoFiles, path)), "{path}");
+    }
+}
+
+#[test]
+fn api_paths_are_never_files_or_the_app_shell() {
+    let folder = Folder(vec![
+        ("index.html", b"<p>spa</p>"),
+        ("api/nope", b"file"),
+        ("todos/x/y", b"file"),
+    ]);
+    for path in ["/api/nope", "/api/app.js", "/todos/x/y", "/todos/1/extra"] {
+        let response = get_with(&folder, path);
+        assert_eq!(response.status, 404, "{path}");
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/json"),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn malformed_percent_escapes_are_400_naming_the_text() {
+    let kv = MemoryKv::new();
+    for (target, named) in [
+        ("/caf%zz", "caf%zz"),
+        ("/a%4", "a%4"),
+        ("/%FF", "UTF-8"),
+        ("/api/rule?current=%4", "%4"),
+    ] {
+        let response = send(&kv, Request::new("GET", target));
+        assert_eq!(response.status, 400, "{target}");
+        assert!(
+            error_of(&response).contains(named),
+            "{target}: {}",
+            error_of(&response)
+        );
+    }
+}
+
+// The batch tests below prove the guest never names more keys in one batch call than a
+// `list_keys` page held: `MemoryKv` refuses larger batches, and holds fewer keys a page than
+// the todos each test makes.
+const _: () = assert!(MEMORY_PAGE_SIZE < 5, "the batch tests need small pages");
+
+fn ten_todos(kv: &MemoryKv) {
+    for i in 1..=10 {
+        create(kv, &format!("t{i}"));
+    }
+}
+
+#[test]
+fn listing_ten_todos_reads_page_by_page() {
+    let kv = MemoryKv::new();
+    ten_todos(&kv);
+    let list = send(&kv, Request::new("GET", "/todos"));
+    assert_eq!(list.status, 200, "{}", error_of(&list));
+    assert_eq!(list.body_json().as_array().map(Vec::len), Some(10));
+    let page = send(&kv, Request::new("GET", "/api/rule?pageSize=100")).body_json();
+    assert_eq!(page["total"], 10);
+}
+
+#[test]
+fn deleting_all_of_ten_todos_deletes_page_by_page() {
+    let kv = MemoryKv::new();
+    ten_todos(&kv);
+    let response = send(&kv, Request::new("DELETE", "/todos"));
+    assert_eq!(response.status, 204, "{}", error_of(&response));
+    assert_eq!(
+        send(&kv, Request::new("GET", "/todos")).body_json(),
+        json!([])
+    );
+    // Only the id counter is left.
+    assert_eq!(kv.len(), 1);
+}
+
+#[test]
+fn legacy_delete_of_five_keys_deletes_page_by_page_and_ignores_unknown_keys() {
+    let kv = MemoryKv::new();
+    ten_todos(&kv);
+    let response = send(
+        &kv,
+        Request::new("DELETE", "/api/rule").with_json(r#"{"key":[1,3,5,7,9,42]}"#),
+    );
+    assert_eq!(response.status, 200, "{}", error_of(&response));
+    let body = response.body_json();
+    let keys: Vec<u64> = body["list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r["key"].as_u64())
+        .collect();
+    assert_eq!(keys, vec![2, 4, 6, 8, 10]);
+    assert_eq!(body["pagination"]["total"], 5);
+    assert_eq!(kv.len(), 6, "five todos and the id counter");
 }

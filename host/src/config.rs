@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::kv::BackendConfig;
 use crate::limits::{self, KvLimits, Limits, parse_duration, parse_size};
 
 /// Where the server listens unless told otherwise: loopback, so a first run exposes nothing.
@@ -30,16 +31,18 @@ pub struct Cli {
 
     /// Key-value store: `sqlite://PATH` (durable, the default), `redis://HOST:PORT[/DB]`
     /// (shared by many hosts) or `memory://` (lost on exit).
-    #[arg(long, global = true, env = "TODO_HOST_STORE", default_value = DEFAULT_STORE)]
-    pub store: String,
+    #[arg(long, global = true, env = "TODO_HOST_STORE", default_value = DEFAULT_STORE,
+          value_parser = parse_store)]
+    pub store: BackendConfig,
 
     /// Run this component (`.wasm`, of the `todo:app/app` world) instead of the embedded todo
     /// component.
     #[arg(long, global = true, env = "TODO_HOST_COMPONENT")]
     pub component: Option<PathBuf>,
 
-    /// Serve static files from DIR first (mounted read-only into every instance at /public);
-    /// unknown non-API paths still get the todo page.
+    /// Serve static files from DIR first (mounted read-only into every instance at /public); a
+    /// path with no file and no extension (a client-side route) gets DIR/index.html, or the
+    /// todo page when DIR has none.
     #[arg(long, global = true, env = "TODO_HOST_PUBLIC", value_name = "DIR")]
     pub public: Option<PathBuf>,
 
@@ -83,7 +86,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "TODO_HOST_MAX_RESPONSE", default_value = "16MiB", value_parser = parse_size)]
     pub max_response: usize,
 
-    /// Requests served at once; more wait up to --queue-timeout, then get 503 + Retry-After.
+    /// Requests served at once by the whole host, all components together; more wait up to
+    /// --queue-timeout, then get 503 + Retry-After.
     #[arg(long, global = true, env = "TODO_HOST_MAX_CONCURRENCY", default_value_t = limits::DEFAULT_MAX_CONCURRENCY,
           value_parser = parse_concurrency)]
     pub max_concurrency: usize,
@@ -96,7 +100,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "TODO_HOST_KV_MAX_VALUE", default_value = "1MiB", value_parser = parse_size)]
     pub kv_max_value: usize,
 
-    /// Most keys one wasi:keyvalue batch call may name.
+    /// Most keys the host sends its store in one round trip; a guest's larger wasi:keyvalue
+    /// batch is split.
     #[arg(long, global = true, env = "TODO_HOST_KV_MAX_BATCH_KEYS", default_value_t = limits::DEFAULT_KV_MAX_BATCH_KEYS)]
     pub kv_max_batch_keys: usize,
 
@@ -107,6 +112,11 @@ pub struct Cli {
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     #[arg(long, global = true, env = "TODO_HOST_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+}
+
+/// A `--store` URL, parsed and checked at once (see [`BackendConfig::from_url`]).
+fn parse_store(url: &str) -> Result<BackendConfig, String> {
+    BackendConfig::from_url(url).map_err(|err| format!("{err:#}"))
 }
 
 /// A concurrency limit: at least 1, and few enough that the instance pool fits in memory maps.
@@ -126,18 +136,30 @@ pub enum Command {
         /// The manifest (`spin.toml`, `spin_manifest_version = 2`).
         #[arg(long, short = 'f', value_name = "FILE")]
         manifest: PathBuf,
-        /// Where each key-value store label lives (`[key_value_store.LABEL]`, type "spin" or
-        /// "redis"); `default` needs none.
+        /// Where each key-value store label lives (`[key_value_store.LABEL]`, type "spin",
+        /// "redis" or "memory"); `default` needs none.
         #[arg(long, value_name = "FILE")]
         runtime_config_file: Option<PathBuf>,
+        /// Run each component's `[component.NAME.build]` command first, as `spin up --build`.
+        #[arg(long)]
+        build: bool,
     },
+}
+
+/// An app manifest to run (`todo-host up`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSource {
+    pub manifest: PathBuf,
+    pub runtime_config: Option<PathBuf>,
+    /// Run the components' build commands before starting.
+    pub build: bool,
 }
 
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub store: String,
+    pub store: BackendConfig,
     pub component: Option<PathBuf>,
     pub public: Option<PathBuf>,
     /// `None`: no artifact cache.
@@ -145,8 +167,8 @@ pub struct Config {
     pub reuse_port: bool,
     pub limits: Limits,
     pub shutdown_grace: Duration,
-    /// An app manifest and its runtime config, for `todo-host up`.
-    pub app: Option<(PathBuf, Option<PathBuf>)>,
+    /// An app manifest, for `todo-host up`; `None`: the single component of the command line.
+    pub app: Option<AppSource>,
 }
 
 impl From<Cli> for Config {
@@ -181,7 +203,12 @@ impl From<Cli> for Config {
                 |Command::Up {
                      manifest,
                      runtime_config_file,
-                 }| { (manifest, runtime_config_file) },
+                     build,
+                 }| AppSource {
+                    manifest,
+                    runtime_config: runtime_config_file,
+                    build,
+                },
             ),
         }
     }
@@ -193,7 +220,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN
                 .parse()
                 .expect("the default address is valid"),
-            store: DEFAULT_STORE.to_string(),
+            store: BackendConfig::from_url(DEFAULT_STORE).expect("the default store URL is valid"),
             component: None,
             public: None,
             cache_dir: None,
@@ -221,5 +248,7 @@ mod tests {
     fn a_bad_limit_names_the_value() {
         let err = Cli::try_parse_from(["todo-host", "--max-memory", "lots"]).unwrap_err();
         assert!(err.to_string().contains("'lots'"), "{err}");
+        let err = Cli::try_parse_from(["todo-host", "--store", "mongo://x"]).unwrap_err();
+        assert!(err.to_string().contains("'mongo'"), "{err}");
     }
 }

@@ -28,13 +28,26 @@ const MEMORY_KEEP_RESIDENT: usize = 4 << 20;
 /// Table bytes a pooled slot keeps resident, for the same reason.
 const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 
+/// Compiled artifacts the cache keeps per engine build: the components of the last few
+/// deploys, so that going back one is a load, not a compile; older ones are removed.
+const CACHED_ARTIFACTS_PER_ENGINE: usize = 4;
+
 /// Where a runtime gets its component from.
 #[derive(Debug, Clone)]
 pub enum ComponentSource {
     /// Component bytes (`.wasm`): compiled at start-up, or loaded from the cache.
     Wasm(Vec<u8>),
+    /// A component file (`.wasm`), read at start-up.
+    File(PathBuf),
     /// A precompiled artifact written by this host build.
     Precompiled(PathBuf),
+}
+
+impl ComponentSource {
+    /// The todo component embedded in this binary.
+    pub fn embedded() -> Self {
+        ComponentSource::Wasm(crate::runtime::TODO_COMPONENT.to_vec())
+    }
 }
 
 /// An engine for `limits`: pooling allocator sized for `max_concurrency` instances, epoch
@@ -77,27 +90,63 @@ pub fn load(
     source: &ComponentSource,
     cache: Option<&Path>,
 ) -> anyhow::Result<Component> {
-    match source {
-        ComponentSource::Precompiled(path) => deserialize(engine, path),
-        ComponentSource::Wasm(bytes) => {
-            let Some(dir) = cache else {
-                return compile(engine, bytes);
-            };
-            let path = dir.join(format!("{}.cwasm", cache_key(engine, bytes)));
-            if path.exists() {
-                match deserialize(engine, &path) {
-                    Ok(component) => return Ok(component),
-                    Err(err) => {
-                        tracing::warn!(path = %path.display(), error = format!("{err:#}"), "ignoring a bad cached artifact")
-                    }
-                }
+    let bytes = match source {
+        ComponentSource::Precompiled(path) => return deserialize(engine, path),
+        ComponentSource::Wasm(bytes) => std::borrow::Cow::Borrowed(bytes.as_slice()),
+        ComponentSource::File(path) => std::borrow::Cow::Owned(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read component {}", path.display()))?,
+        ),
+    };
+    let Some(dir) = cache else {
+        return compile(engine, &bytes);
+    };
+    let engine_key = engine_key(engine);
+    let path = dir.join(format!("{engine_key}-{}.cwasm", content_key(&bytes)));
+    if path.exists() {
+        match deserialize(engine, &path) {
+            Ok(component) => {
+                // Recently used: the eviction below keeps it.
+                let _ = std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|file| file.set_modified(std::time::SystemTime::now()));
+                return Ok(component);
             }
-            let component = compile(engine, bytes)?;
-            // A cache that cannot be written costs the next start some milliseconds, no more.
-            if let Err(err) = store_artifact(&component, &path) {
-                tracing::warn!(path = %path.display(), error = format!("{err:#}"), "cannot cache the compiled component");
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = format!("{err:#}"), "ignoring a bad cached artifact")
             }
-            Ok(component)
+        }
+    }
+    let component = compile(engine, &bytes)?;
+    // A cache that cannot be written costs the next start some milliseconds, no more.
+    if let Err(err) = store_artifact(&component, &path) {
+        tracing::warn!(path = %path.display(), error = format!("{err:#}"), "cannot cache the compiled component");
+    }
+    evict_old_artifacts(dir, &engine_key);
+    Ok(component)
+}
+
+/// Removes all but the [`CACHED_ARTIFACTS_PER_ENGINE`] most recently used artifacts of this
+/// engine build from `dir`. Best effort: a file that cannot be removed stays.
+fn evict_old_artifacts(dir: &Path, engine_key: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!("{engine_key}-");
+    let mut artifacts: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(&prefix) && name.ends_with(".cwasm")
+        })
+        .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
+        .collect();
+    artifacts.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    for (_, old) in artifacts.into_iter().skip(CACHED_ARTIFACTS_PER_ENGINE) {
+        if let Err(err) = std::fs::remove_file(&old) {
+            tracing::debug!(path = %old.display(), error = %err, "cannot evict a cached artifact");
         }
     }
 }
@@ -147,10 +196,17 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create cache directory {}", dir.display()))
 }
 
-/// A hex key naming the artifact of `bytes` compiled by `engine`.
-fn cache_key(engine: &Engine, bytes: &[u8]) -> String {
+/// A hex key naming the engine's settings and build: artifacts of another key cannot be
+/// loaded by this engine.
+fn engine_key(engine: &Engine) -> String {
     let mut hasher = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// A hex key naming the component's bytes.
+fn content_key(bytes: &[u8]) -> String {
+    let mut hasher = DefaultHasher::new();
     bytes.hash(&mut hasher);
     format!("{:016x}", hasher.finish())
 }
@@ -206,9 +262,40 @@ mod tests {
             1,
             "the artifact was reused"
         );
-        assert_ne!(
-            cache_key(&engine, &wasm),
-            cache_key(&engine, b"other bytes")
+        assert_ne!(content_key(&wasm), content_key(b"other bytes"));
+        Ok(())
+    }
+
+    #[test]
+    fn the_cache_keeps_only_the_newest_artifacts_of_an_engine() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let engine = new(&Limits::default(), true)?;
+        let key = engine_key(&engine);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for n in 0..6 {
+            let path = dir.path().join(format!("{key}-{n:016x}.cwasm"));
+            std::fs::write(&path, b"stale")?;
+            std::fs::File::options()
+                .write(true)
+                .open(&path)?
+                .set_modified(old)?;
+        }
+        let other_engine = dir.path().join("0123456789abcdef-0000000000000000.cwasm");
+        std::fs::write(&other_engine, b"another build's")?;
+        load(&engine, &ComponentSource::embedded(), Some(dir.path()))?;
+        let kept: Vec<_> = std::fs::read_dir(dir.path())?
+            .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()?;
+        let ours = kept.iter().filter(|name| name.starts_with(&key)).count();
+        assert_eq!(ours, CACHED_ARTIFACTS_PER_ENGINE, "{kept:?}");
+        let fresh = format!(
+            "{key}-{}.cwasm",
+            content_key(crate::runtime::TODO_COMPONENT)
+        );
+        assert!(kept.contains(&fresh), "the new artifact is kept: {kept:?}");
+        assert!(
+            other_engine.exists(),
+            "other engines' artifacts are not ours to evict"
         );
         Ok(())
     }
@@ -218,9 +305,11 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let engine = new(&Limits::default(), true)?;
         let wasm = crate::runtime::TODO_COMPONENT.to_vec();
-        let path = dir
-            .path()
-            .join(format!("{}.cwasm", cache_key(&engine, &wasm)));
+        let path = dir.path().join(format!(
+            "{}-{}.cwasm",
+            engine_key(&engine),
+            content_key(&wasm)
+        ));
         std::fs::write(&path, b"not an artifact")?;
         load(&engine, &ComponentSource::Wasm(wasm), Some(dir.path()))?;
         assert!(

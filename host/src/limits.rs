@@ -9,7 +9,9 @@
 //! | response body size | 500 JSON: the guest's answer is dropped |
 //! | concurrent requests | a short wait, then 503 JSON with `Retry-After` |
 //! | URI and header size | 414 / 431 JSON before the guest runs |
-//! | KV value size, keys per batch, bytes read per request | the guest gets a `wasi:keyvalue` error (the todo component answers 503 JSON) |
+//! | KV value size | the instance is stopped: 413 JSON, logged as the component's fault |
+//! | KV bytes read per request | the instance is stopped: 500 JSON, logged as the component's fault |
+//! | KV keys per backend round trip | nothing: a larger batch is split into several round trips |
 
 use std::time::Duration;
 
@@ -35,7 +37,8 @@ pub const DEFAULT_MAX_URI: usize = 8 << 10;
 pub const DEFAULT_MAX_HEADERS: usize = 32 << 10;
 /// The largest value a guest may store under one key.
 pub const DEFAULT_KV_MAX_VALUE: usize = 1 << 20;
-/// The most keys one batch call (`get-many`, `set-many`, `delete-many`) may name: a page of
+/// The most keys the host sends its backend in one round trip: a guest's larger `get-many`,
+/// `set-many` or `delete-many` is split, so no one call holds the backend long. A page of
 /// `list-keys`.
 pub const DEFAULT_KV_MAX_BATCH_KEYS: usize = 1000;
 /// The most value bytes one request may read from the store, all calls together: a guest cannot
@@ -94,48 +97,20 @@ impl Default for KvLimits {
     }
 }
 
-/// Parses a size such as `64MiB`, `512KiB`, `1048576` or `2G` (binary units either way).
+/// Parses a size such as `64MiB`, `512KiB`, `1048576` or `1.5GiB` (the `bytesize` crate:
+/// `KiB`/`MiB`/`GiB` are binary, `KB`/`MB`/`GB` and `K`/`M`/`G` decimal).
 pub fn parse_size(text: &str) -> Result<usize, String> {
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (digits, unit) = trimmed.split_at(split);
-    let number: usize = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size: use e.g. 1048576, 512KiB or 64MiB"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        _ => {
-            return Err(format!(
-                "'{text}' has an unknown unit: use B, KiB, MiB or GiB"
-            ));
-        }
-    };
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("'{text}' is too large"))
+    let size: bytesize::ByteSize = text.trim().parse().map_err(|err| {
+        format!("'{text}' is not a size ({err}): use e.g. 1048576, 512KiB or 64MiB")
+    })?;
+    usize::try_from(size.as_u64()).map_err(|_| format!("'{text}' is too large"))
 }
 
-/// Parses a duration such as `10s`, `250ms` or `2m`.
+/// Parses a duration such as `10s`, `250ms` or `2m` (the `humantime` crate: units are required,
+/// and may be combined, as in `1m 30s`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (digits, unit) = trimmed.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration: use e.g. 10s, 250ms or 2m"))?;
-    match unit.trim() {
-        "ms" => Ok(Duration::from_millis(number)),
-        "s" | "" => Ok(Duration::from_secs(number)),
-        "m" | "min" => Ok(Duration::from_secs(number * 60)),
-        _ => Err(format!("'{text}' has an unknown unit: use ms, s or m")),
-    }
+    humantime::parse_duration(text.trim())
+        .map_err(|err| format!("'{text}' is not a duration ({err}): use e.g. 10s, 250ms or 2m"))
 }
 
 #[cfg(test)]
@@ -143,12 +118,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_take_binary_units() {
+    fn sizes_take_binary_and_decimal_units() {
         assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("512k"), Ok(512_000));
         assert_eq!(parse_size("1048576"), Ok(1 << 20));
         assert!(parse_size("lots").unwrap_err().contains("'lots'"));
-        assert!(parse_size("5parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("5parsecs").unwrap_err().contains("'5parsecs'"));
     }
 
     #[test]
@@ -156,6 +132,7 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("soon").unwrap_err().contains("'soon'"));
     }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use todo_host::config::Cli;
-use todo_host::{Config, Server, server};
+use todo_host::{App, Config, Server, server};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -36,13 +36,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let server = match &config.app {
-        Some((manifest, runtime_config)) => {
-            let app = todo_host::manifest::load(manifest, runtime_config.as_deref())?;
-            Server::bind_app(&config, &app).await?
-        }
-        None => Server::bind(&config).await?,
-    };
+    let app = App::from_config(&config).await?;
+    let server = Server::bind(&config, &app).await?;
     // Tests and scripts read this line (on stdout) to learn the address.
     println!("{}", server.banner()?);
     server.run(server::shutdown_signal()).await

@@ -1,7 +1,7 @@
 //! Spin-style application manifests: several components on several routes in one host.
 //!
-//! `todo-host up --manifest spin.toml [--runtime-config-file runtime-config.toml]` reads the
-//! subset of Spin's manifest (version 2) that matters here:
+//! `todo-host up [--build] --manifest spin.toml [--runtime-config-file runtime-config.toml]`
+//! reads the subset of Spin's manifest (version 2) that matters here:
 //!
 //! ```toml
 //! spin_manifest_version = 2
@@ -14,6 +14,9 @@
 //! source = "todo.wasm"        # relative to the manifest
 //! key_value_stores = ["default"]
 //! files = [{ source = "public", destination = "/public" }]   # read-only
+//! [component.todo.build]      # `up --build` runs it first, like `spin up --build`
+//! command = "cargo build --target wasm32-wasip2 --release"     # by `sh -c`; or a list
+//! workdir = ".."              # relative to the manifest
 //! ```
 //!
 //! and the runtime config that says where each key-value store label lives:
@@ -29,7 +32,8 @@
 //!
 //! A component can open only the labels its manifest grants (others: `access-denied`). The label
 //! `default` needs no runtime config: like Spin, it is a SQLite file, `.spin/sqlite_key_value.db`
-//! beside the manifest. Every mistake (an unknown label, a route to no component, a missing
+//! beside the manifest; a SQLite file's missing folders (`.spin/`) are created on start. Every
+//! mistake (an unknown label, a route to no component, a missing
 //! source) fails at start-up with a message that names it.
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,79 +42,27 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-/// An application read from a manifest and its runtime config, checked and ready to start.
+use crate::app::{App, AppComponent, KvGrant};
+use crate::engine::ComponentSource;
+use crate::kv::BackendConfig;
+use crate::routes::Route;
+
+/// A manifest, read and checked: the app, and how to build its components.
+#[derive(Debug)]
+pub struct LoadedManifest {
+    pub app: App,
+    /// Each component's `[component.NAME.build]`, in the manifest's order.
+    pub builds: Vec<BuildStep>,
+}
+
+/// A component's build command, as `spin build` runs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct App {
-    pub name: String,
-    pub components: Vec<AppComponent>,
-    /// Store label → store URL (`sqlite://…`, `redis://…`, `memory://`).
-    pub stores: BTreeMap<String, String>,
-}
-
-/// One component of an [`App`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppComponent {
-    pub id: String,
-    /// The `.wasm` file.
-    pub source: PathBuf,
-    pub routes: Vec<Route>,
-    /// Store labels it may open.
-    pub key_value_stores: Vec<String>,
-    /// A host directory mounted read-only, and where the guest sees it.
-    pub files: Option<(PathBuf, String)>,
-}
-
-/// Where a trigger listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    /// `/path`: that path only.
-    Exact(String),
-    /// `/prefix/...`: the prefix and everything under it (`/...`: every path).
-    Prefix(String),
-}
-
-impl std::fmt::Display for Route {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Route::Exact(path) => write!(f, "{path}"),
-            Route::Prefix(prefix) => write!(f, "{prefix}/..."),
-        }
-    }
-}
-
-impl Route {
-    fn parse(text: &str) -> anyhow::Result<Self> {
-        if !text.starts_with('/') {
-            bail!("route '{text}' must start with '/'");
-        }
-        Ok(match text.strip_suffix("/...") {
-            Some(prefix) => Route::Prefix(prefix.to_string()),
-            None => Route::Exact(text.trim_end_matches('/').to_string()),
-        })
-    }
-
-    /// Whether `path` (no query) is this route's.
-    pub fn matches(&self, path: &str) -> bool {
-        let path = path.trim_end_matches('/');
-        match self {
-            Route::Exact(exact) => path == exact,
-            Route::Prefix(prefix) => {
-                path == prefix
-                    || path
-                        .strip_prefix(prefix.as_str())
-                        .is_some_and(|rest| rest.starts_with('/'))
-                    || prefix.is_empty()
-            }
-        }
-    }
-
-    /// How specific the route is: an exact route before any prefix, longer prefixes first.
-    pub fn specificity(&self) -> (bool, usize) {
-        match self {
-            Route::Exact(exact) => (true, exact.len()),
-            Route::Prefix(prefix) => (false, prefix.len()),
-        }
-    }
+pub struct BuildStep {
+    pub component: String,
+    /// Run by `sh -c`, one after the other.
+    pub commands: Vec<String>,
+    /// Where they run: the manifest's folder joined with the build's `workdir`.
+    pub workdir: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,9 +102,30 @@ struct HttpTrigger {
 struct ComponentSpec {
     source: String,
     #[serde(default)]
+    build: Option<BuildSpec>,
+    #[serde(default)]
     key_value_stores: Vec<String>,
     #[serde(default)]
     files: Vec<FileMount>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BuildSpec {
+    command: Commands,
+    #[serde(default)]
+    workdir: Option<String>,
+    /// What `spin watch` watches; nothing here watches.
+    #[serde(default)]
+    #[allow(dead_code)]
+    watch: Vec<String>,
+}
+
+/// One command, or several run in order (Spin takes both).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Commands {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,20 +137,14 @@ enum FileMount {
 
 #[derive(Debug, Default, Deserialize)]
 struct RuntimeConfig {
+    /// Label → entry; each backend reads its own entries ([`BackendConfig::from_runtime_config`]).
     #[serde(default)]
-    key_value_store: BTreeMap<String, StoreSpec>,
+    key_value_store: BTreeMap<String, toml::Table>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-enum StoreSpec {
-    Spin { path: Option<String> },
-    Redis { url: String },
-    Memory {},
-}
-
-/// Reads `manifest` and, if given, `runtime_config`, and checks that they fit together.
-pub fn load(manifest: &Path, runtime_config: Option<&Path>) -> anyhow::Result<App> {
+/// Reads `manifest` and, if given, `runtime_config`, and checks that they fit together. A
+/// component's source need not exist yet: it may be what its build makes.
+pub fn load(manifest: &Path, runtime_config: Option<&Path>) -> anyhow::Result<LoadedManifest> {
     let text = std::fs::read_to_string(manifest)
         .with_context(|| format!("cannot read manifest {}", manifest.display()))?;
     let parsed: Manifest = toml::from_str(&text).with_context(|| {
@@ -205,16 +172,10 @@ pub fn load(manifest: &Path, runtime_config: Option<&Path>) -> anyhow::Result<Ap
     };
     let config_base = runtime_config.and_then(Path::parent).unwrap_or(base);
     let mut stores = BTreeMap::new();
-    for (label, spec) in config.key_value_store {
-        let url = match spec {
-            StoreSpec::Spin { path } => {
-                let path = path.unwrap_or_else(|| format!(".spin/{label}.db"));
-                format!("sqlite://{}", config_base.join(path).display())
-            }
-            StoreSpec::Redis { url } => url,
-            StoreSpec::Memory {} => "memory://".to_string(),
-        };
-        stores.insert(label, url);
+    for (label, entry) in config.key_value_store {
+        let backend = BackendConfig::from_runtime_config(&label, entry, config_base)
+            .with_context(|| format!("runtime config {}", runtime_config_name(runtime_config)))?;
+        stores.insert(label, backend);
     }
 
     let mut routes: HashMap<String, Vec<Route>> = HashMap::new();
@@ -232,19 +193,17 @@ pub fn load(manifest: &Path, runtime_config: Option<&Path>) -> anyhow::Result<Ap
             .push(Route::parse(&trigger.route)?);
     }
     let mut components = Vec::new();
+    let mut builds = Vec::new();
     for (id, spec) in parsed.component {
-        let source = base.join(&spec.source);
-        if !source.is_file() {
-            bail!(
-                "component '{id}': source {} does not exist",
-                source.display()
-            );
-        }
         for label in &spec.key_value_stores {
             if !stores.contains_key(label) {
                 if label == "default" {
+                    // Like Spin: `default` needs no runtime config.
                     let path = base.join(".spin/sqlite_key_value.db");
-                    stores.insert(label.clone(), format!("sqlite://{}", path.display()));
+                    stores.insert(
+                        label.clone(),
+                        BackendConfig::from_url(&format!("sqlite://{}", path.display()))?,
+                    );
                 } else {
                     bail!(
                         "component '{id}' uses key-value store '{label}', which the runtime config does not define \
@@ -258,11 +217,21 @@ pub fn load(manifest: &Path, runtime_config: Option<&Path>) -> anyhow::Result<Ap
             [mount] => Some(mount_of(&id, base, mount)?),
             _ => bail!("component '{id}': this host mounts one directory per component"),
         };
+        if let Some(build) = spec.build {
+            builds.push(BuildStep {
+                component: id.clone(),
+                commands: match build.command {
+                    Commands::One(command) => vec![command],
+                    Commands::Many(commands) => commands,
+                },
+                workdir: base.join(build.workdir.unwrap_or_default()),
+            });
+        }
         components.push(AppComponent {
             routes: routes.remove(&id).unwrap_or_default(),
+            source: ComponentSource::File(base.join(&spec.source)),
+            key_value: KvGrant::Labels(spec.key_value_stores),
             id,
-            source,
-            key_value_stores: spec.key_value_stores,
             files,
         });
     }
@@ -272,11 +241,52 @@ pub fn load(manifest: &Path, runtime_config: Option<&Path>) -> anyhow::Result<Ap
             manifest.display()
         );
     }
-    Ok(App {
-        name: parsed.application.name,
-        components,
-        stores,
+    Ok(LoadedManifest {
+        app: App {
+            name: Some(parsed.application.name),
+            components,
+            stores,
+        },
+        builds,
     })
+}
+
+fn runtime_config_name(path: Option<&Path>) -> String {
+    path.map_or_else(|| "(none)".to_string(), |p| p.display().to_string())
+}
+
+/// Runs each build step's commands in its folder, in order, as `spin up --build` does; their
+/// output goes to stderr (stdout carries only the start-up line). Fails on the first command that
+/// fails, naming it.
+pub async fn run_builds(builds: &[BuildStep]) -> anyhow::Result<()> {
+    for build in builds {
+        for command in &build.commands {
+            tracing::info!(component = %build.component, workdir = %build.workdir.display(), %command, "building");
+            let status = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(command)
+                .current_dir(&build.workdir)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::io::stderr())
+                .status()
+                .await
+                .with_context(|| {
+                    format!(
+                        "component '{}': cannot run build command `{command}` in {}",
+                        build.component,
+                        build.workdir.display()
+                    )
+                })?;
+            if !status.success() {
+                bail!(
+                    "component '{}': build command `{command}` in {} failed ({status})",
+                    build.component,
+                    build.workdir.display()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn mount_of(id: &str, base: &Path, mount: &FileMount) -> anyhow::Result<(PathBuf, String)> {
@@ -298,22 +308,4 @@ fn mount_of(id: &str, base: &Path, mount: &FileMount) -> anyhow::Result<(PathBuf
         );
     }
     Ok((host, destination))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_match_exact_paths_and_prefixes() -> anyhow::Result<()> {
-        let all = Route::parse("/...")?;
-        let api = Route::parse("/api/...")?;
-        let hello = Route::parse("/hello")?;
-        assert!(all.matches("/") && all.matches("/todos/1"));
-        assert!(api.matches("/api") && api.matches("/api/rule") && !api.matches("/apis"));
-        assert!(hello.matches("/hello") && hello.matches("/hello/") && !hello.matches("/hello/x"));
-        assert!(hello.specificity() > api.specificity() && api.specificity() > all.specificity());
-        assert!(Route::parse("nope").is_err());
-        Ok(())
-    }
 }

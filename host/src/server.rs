@@ -1,56 +1,155 @@
-//! The HTTP front: accept connections on a bound listener, hand each request to the
-//! [`Runtime`], and shut down gracefully.
+//! The HTTP front: start an [`App`] ([`Server::bind`]), accept connections on the bound listener,
+//! hand each request to the [`Runtime`], and shut down gracefully.
 //!
 //! [`run`] takes an already-bound listener and a shutdown future, so tests can run a server
 //! in-process on port 0 and stop it when they like.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
-use crate::manifest::Route;
-use crate::runtime::{Runtime, json_error};
+use crate::app::{App, DEFAULT_STORE_LABEL};
+use crate::config::Config;
+use crate::kv::KvBackend;
+use crate::runtime::Runtime;
 
-/// Which runtime answers which path: one for the whole server, or one per route of an app.
-pub struct Routes {
-    /// Most specific route first.
-    table: Vec<(Route, Arc<Runtime>)>,
+/// A server that has validated its configuration and bound its socket, ready to [`Server::run`].
+pub struct Server {
+    listener: TcpListener,
+    runtime: Arc<Runtime>,
+    /// What the start-up line says after the address.
+    description: String,
+    shutdown_grace: Duration,
 }
 
-impl Routes {
-    /// Every path to `runtime`.
-    pub fn single(runtime: Arc<Runtime>) -> Self {
-        Self {
-            table: vec![(Route::Prefix(String::new()), runtime)],
+impl Server {
+    /// Starts `app`: opens its stores, compiles and links its components, and binds the socket,
+    /// in that order, so that a bad flag or a store that cannot open fails before anything
+    /// listens.
+    pub async fn bind(config: &Config, app: &App) -> anyhow::Result<Self> {
+        let mut backends: HashMap<String, Arc<dyn KvBackend>> = HashMap::new();
+        for (label, store) in &app.stores {
+            let backend = store
+                .open()
+                .await
+                .with_context(|| format!("cannot open key-value store '{label}'"))?;
+            backends.insert(label.clone(), backend);
         }
+        let runtime = Runtime::for_app(
+            app,
+            &backends,
+            config.limits.clone(),
+            config.cache_dir.as_deref(),
+        )?;
+        let description = describe(app, &backends);
+        let listener = listen(config.listen, config.reuse_port)
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Ok(Self {
+            listener,
+            runtime: Arc::new(runtime),
+            description,
+            shutdown_grace: config.shutdown_grace,
+        })
     }
 
-    /// Each route to its runtime; a path goes to the most specific route that matches it.
-    pub fn new(mut table: Vec<(Route, Arc<Runtime>)>) -> Self {
-        table.sort_by_key(|(route, _)| std::cmp::Reverse(route.specificity()));
-        Self { table }
+    /// The address actually bound (the port is known even when 0 was asked for).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
     }
 
-    fn pick(&self, path: &str) -> Option<&Arc<Runtime>> {
-        self.table
+    /// The one start-up line, e.g. `Serving HTTP on http://127.0.0.1:3001/ (store: SQLite at
+    /// todo.db)`; with `--public`, the folder is named too; for an app, its components and
+    /// stores.
+    pub fn banner(&self) -> std::io::Result<String> {
+        Ok(format!(
+            "Serving HTTP on http://{}/ ({})",
+            self.local_addr()?,
+            self.description
+        ))
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        run(self.listener, self.runtime, shutdown, self.shutdown_grace).await
+    }
+}
+
+/// What the start-up line says of `app`: the store (and public folder) of the command line's
+/// single component, or an app's components, routes and stores.
+fn describe(app: &App, backends: &HashMap<String, Arc<dyn KvBackend>>) -> String {
+    let summary = |label: &str| {
+        backends
+            .get(label)
+            .map_or_else(String::new, |b| b.summary())
+    };
+    let Some(name) = &app.name else {
+        let public = app
+            .components
             .iter()
-            .find(|(route, _)| route.matches(path))
-            .map(|(_, runtime)| runtime)
+            .find_map(|component| component.files.as_ref())
+            .map(|(dir, _)| format!(", public: {}", dir.display()))
+            .unwrap_or_default();
+        return format!("store: {}{public}", summary(DEFAULT_STORE_LABEL));
+    };
+    let served: Vec<String> = app
+        .components
+        .iter()
+        .flat_map(|component| {
+            component
+                .routes
+                .iter()
+                .map(move |route| format!("{} on {route}", component.id))
+        })
+        .collect();
+    let stores: Vec<String> = app
+        .stores
+        .keys()
+        .map(|label| format!("{label}: {}", summary(label)))
+        .collect();
+    format!(
+        "app {name}: {}; stores: {}",
+        served.join(", "),
+        if stores.is_empty() {
+            "none".to_string()
+        } else {
+            stores.join("; ")
+        }
+    )
+}
+
+/// How many connections may wait to be accepted: enough for a burst of 200 clients at once.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds `addr`; with `reuse_port`, other processes may bind it too.
+fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // A restarted host can bind at once although the old one's connections are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
     }
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets in-flight requests
 /// finish for up to `grace`, and returns.
 pub async fn run(
     listener: TcpListener,
-    routes: Arc<Routes>,
+    runtime: Arc<Runtime>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> anyhow::Result<()> {
@@ -73,7 +172,7 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let connection = http1::Builder::new()
             .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service(routes.clone(), peer));
+            .serve_connection(TokioIo::new(stream), service(runtime.clone(), peer));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
@@ -93,7 +192,7 @@ pub async fn run(
 }
 
 fn service(
-    routes: Arc<Routes>,
+    runtime: Arc<Runtime>,
     peer: SocketAddr,
 ) -> impl hyper::service::Service<
     hyper::Request<hyper::body::Incoming>,
@@ -102,17 +201,10 @@ fn service(
     Future = impl Future + Send,
 > + Clone {
     service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-        let routes = routes.clone();
+        let runtime = runtime.clone();
         async move {
             tracing::debug!(%peer, method = %request.method(), uri = %request.uri(), "request");
-            let response = match routes.pick(request.uri().path()) {
-                Some(runtime) => runtime.handle(request).await,
-                None => json_error(
-                    404,
-                    &format!("no component serves {}", request.uri().path()),
-                ),
-            };
-            Ok::<_, std::convert::Infallible>(response)
+            Ok::<_, std::convert::Infallible>(runtime.handle(request).await)
         }
     })
 }

@@ -1,19 +1,22 @@
-//! What one request's `Store` holds. It is made for the request and dropped after it, so nothing
-//! a guest does can reach the next request except through the key-value store.
+//! What one request's wasmtime `Store` holds (the instance's host state: WASI, `wasi:http`, the
+//! key-value view, the memory limiter). It is made for the request and dropped after it, so
+//! nothing a guest does can reach the next request except through the key-value store.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use crate::kv::wasi::{KvBudget, KvView, Stores};
 use crate::limits::Limits;
+use crate::wasi_keyvalue::{KvAccess, KvBudget, KvView};
 
-/// Where the guest sees the `--public` folder.
-pub const PUBLIC_MOUNT: &str = "/public";
+/// Resource handles (requests, streams, fields, buckets...) one instance may hold at once. The
+/// todo component holds a dozen; the cap keeps a guest from growing host memory by minting
+/// handles, as `wasmtime serve` and Spin cap theirs.
+const MAX_RESOURCES: usize = 1024;
 
 /// One request's host state.
 pub struct RequestState {
@@ -21,16 +24,16 @@ pub struct RequestState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: NoOutgoingHttp,
-    stores: Arc<Stores>,
+    kv_access: Arc<KvAccess>,
     kv_budget: KvBudget,
-    limits: StoreLimits,
+    memory: MemoryLimit,
 }
 
 impl RequestState {
-    /// Fresh state with access to `stores` and, read-only, to the `mount`ed directory (host
-    /// directory, guest path; [`PUBLIC_MOUNT`] for `--public`); nothing else, within `limits`.
+    /// Fresh state with access to `kv_access` and, read-only, to the `mount`ed directory (host
+    /// directory, guest path); nothing else, within `limits`.
     pub fn new(
-        stores: Arc<Stores>,
+        kv_access: Arc<KvAccess>,
         limits: &Limits,
         mount: Option<(&Path, &str)>,
     ) -> wasmtime::Result<Self> {
@@ -43,31 +46,70 @@ impl RequestState {
             builder.preopened_dir(dir, guest_path, FsPerms::ReadOnly)?;
         }
         let wasi = builder.build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Ok(Self {
-            table: ResourceTable::new(),
+            table,
             wasi,
             http: WasiHttpCtx::new(),
             hooks: NoOutgoingHttp,
-            stores,
+            kv_access,
             kv_budget: KvBudget::new(limits.kv),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.max_memory)
-                .build(),
+            memory: MemoryLimit {
+                max: limits.max_memory,
+                hit: false,
+            },
         })
     }
 
     /// What the store consults before an instance grows its memory or tables.
     pub fn limiter(&mut self) -> &mut dyn ResourceLimiter {
-        &mut self.limits
+        &mut self.memory
+    }
+
+    /// The memory limit, if it refused the instance a grow: the cause of whatever trap followed.
+    pub fn memory_limit_hit(&self) -> Option<usize> {
+        self.memory.hit.then_some(self.memory.max)
     }
 
     /// The view the `wasi:keyvalue` host implementation works on.
     pub fn kv(&mut self) -> KvView<'_> {
         KvView {
-            stores: &self.stores,
+            access: &self.kv_access,
             table: &mut self.table,
             budget: &mut self.kv_budget,
         }
+    }
+}
+
+/// The per-instance memory limit, remembering whether it refused a grow: a guest that runs out
+/// of memory traps in many ways (an `unreachable` after a failed allocation, most often), and only
+/// this says the limit was the cause.
+struct MemoryLimit {
+    max: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.max;
+        self.hit |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // The instance pool bounds tables already.
+        Ok(true)
     }
 }
 

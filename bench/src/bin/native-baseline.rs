@@ -13,8 +13,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use todo_bench::{NativeKv, now};
-use todo_guest::http::MAX_BODY_BYTES;
 use todo_host::kv::KvBackend;
+use todo_host::limits::DEFAULT_MAX_BODY;
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -71,7 +71,7 @@ async fn answer(
     guest_request.authority = header("host").unwrap_or_else(|| "localhost".to_string());
     guest_request.content_type = header("content-type");
     guest_request.if_none_match = header("if-none-match");
-    let response = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+    let response = match Limited::new(body, DEFAULT_MAX_BODY).collect().await {
         Ok(body) => {
             guest_request.body = body.to_bytes().to_vec();
             // The logic is synchronous, like the guest's: run it where blocking on the store is
@@ -82,10 +82,13 @@ async fn answer(
                 todo_guest::handle(&guest_request, &kv, now())
             })
         }
-        Err(_) => todo_guest::error::ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        }
-        .into_response(),
+        // The host's default body limit, answered as the host answers it.
+        Err(_) => todo_guest::Response::json(
+            413,
+            &serde_json::json!({
+                "error": format!("request body is larger than {DEFAULT_MAX_BODY} bytes")
+            }),
+        ),
     };
     let mut builder = hyper::Response::builder().status(response.status);
     for (name, value) in &response.headers {

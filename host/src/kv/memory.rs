@@ -6,7 +6,41 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{KeyPage, KvBackend, KvError, LIST_PAGE_SIZE, add_to_counter, parse_counter};
+use super::{
+    BackendConfig, BackendSettings, KeyPage, KvBackend, KvError, LIST_PAGE_SIZE, Registration,
+    add_to_counter, parse_counter, settings_from_table,
+};
+
+/// `--store memory://`; runtime config `type = "memory"`.
+pub const REGISTRATION: Registration = Registration {
+    scheme: "memory",
+    url_shape: "memory://",
+    runtime_config_types: &["memory"],
+    from_url: |url| {
+        anyhow::ensure!(
+            url == "memory://",
+            "store URL '{url}' has more than memory://: an in-memory store takes no settings"
+        );
+        Ok(BackendConfig::new(MemorySettings {}))
+    },
+    from_runtime_config: |label, entry, _base| {
+        Ok(BackendConfig::new(settings_from_table::<MemorySettings>(
+            label, entry,
+        )?))
+    },
+};
+
+/// An in-memory store has no settings; each one opened is a new, empty map.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemorySettings {}
+
+#[async_trait]
+impl BackendSettings for MemorySettings {
+    async fn open(&self) -> anyhow::Result<std::sync::Arc<dyn KvBackend>> {
+        Ok(std::sync::Arc::new(MemoryBackend::new()))
+    }
+}
 
 /// Buckets of sorted keys behind one lock.
 ///

@@ -1,22 +1,28 @@
-//! The host's key-value store: the one stateful part of the system.
+//! The host's key-value backends: the one stateful part of the system.
 //!
 //! Every request's instance reaches the same [`KvBackend`], held as `Arc<dyn KvBackend>`, through
-//! `wasi:keyvalue` ([`wasi`]). One file per backend:
+//! `wasi:keyvalue` ([`crate::wasi_keyvalue`]). One file per backend, each with its own typed
+//! settings and a [`Registration`] that says how `--store` URLs and runtime-config entries name
+//! it:
 //! * [`memory`]: a process-local map; fast, gone when the process stops;
 //! * [`sqlite`]: one SQLite file (WAL); the durable embedded default;
 //! * [`redis`]: a Redis server shared by many host processes; the scale-out store.
 //!
-//! [`open`] turns a `--store` URL into a backend.
+//! Adding a backend is its file plus one line in [`BACKENDS`]: `--store`, `todo-host up`'s
+//! runtime config, the `--help` text and every error message find it there.
+//!
+//! A store is named once, as text, and parsed at once into a [`BackendConfig`] (a typed,
+//! checked value); opening it ([`BackendConfig::open`]) is a separate, later step.
 
 pub mod memory;
 pub mod redis;
 pub mod sqlite;
-pub mod wasi;
-pub mod wasi_draft2;
 
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use std::path::Path;
+
+use anyhow::bail;
 use async_trait::async_trait;
 
 /// Keys per `list_keys` page: bounded, so one call never carries a whole large bucket.
@@ -123,26 +129,179 @@ pub fn add_to_counter(bucket: &str, key: &str, current: i64, delta: i64) -> Resu
     })
 }
 
-/// Opens the store named by a `--store` URL: `memory://`, `sqlite://PATH` or
-/// `redis://HOST:PORT[/DB]`.
+/// Opens the store a `--store` URL names: [`BackendConfig::from_url`], then
+/// [`BackendConfig::open`].
 pub async fn open(url: &str) -> anyhow::Result<Arc<dyn KvBackend>> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        bail!("store URL '{url}' has no scheme: use sqlite://PATH, redis://HOST:PORT or memory://");
-    };
-    match scheme {
-        "memory" => Ok(Arc::new(memory::MemoryBackend::new())),
-        "sqlite" => {
-            if rest.is_empty() {
-                bail!("store URL '{url}' names no file: use sqlite://PATH, e.g. sqlite://todo.db");
-            }
-            let backend = sqlite::SqliteBackend::open(rest.as_ref())
-                .await
-                .with_context(|| format!("cannot open store '{url}'"))?;
-            Ok(Arc::new(backend))
+    BackendConfig::from_url(url)?.open().await
+}
+
+/// How a backend is named: its `--store` URL scheme, its runtime-config `type`s, and how each
+/// becomes a [`BackendConfig`].
+#[derive(Debug)]
+pub struct Registration {
+    /// The scheme of its `--store` URL, e.g. `sqlite`.
+    pub scheme: &'static str,
+    /// The URL's shape, for help and error messages, e.g. `sqlite://PATH`.
+    pub url_shape: &'static str,
+    /// The `type = "..."` values of its `[key_value_store.LABEL]` runtime-config entries.
+    pub runtime_config_types: &'static [&'static str],
+    /// Parses a whole `--store` URL of this scheme.
+    pub from_url: fn(&str) -> anyhow::Result<BackendConfig>,
+    /// Parses a runtime-config entry (without its `type`) for store `label`; relative paths are
+    /// relative to `base`, the runtime config's folder.
+    pub from_runtime_config:
+        fn(label: &str, entry: toml::Table, base: &Path) -> anyhow::Result<BackendConfig>,
+}
+
+/// Every backend this host has: the one registration point.
+pub const BACKENDS: &[Registration] = &[
+    sqlite::REGISTRATION,
+    redis::REGISTRATION,
+    memory::REGISTRATION,
+];
+
+/// A backend's checked settings, before anything is opened or connected.
+#[async_trait]
+pub trait BackendSettings: std::fmt::Debug + Send + Sync {
+    /// Opens (connects to, creates) the store.
+    async fn open(&self) -> anyhow::Result<Arc<dyn KvBackend>>;
+}
+
+/// Where a store lives, parsed and checked: what a `--store` URL and a runtime-config entry both
+/// become. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct BackendConfig(Arc<dyn BackendSettings>);
+
+impl BackendConfig {
+    /// Wraps a backend's typed settings.
+    pub fn new(settings: impl BackendSettings + 'static) -> Self {
+        Self(Arc::new(settings))
+    }
+
+    /// Parses a `--store` URL, e.g. `sqlite://todo.db` or `redis://127.0.0.1:6379`.
+    pub fn from_url(url: &str) -> anyhow::Result<Self> {
+        let Some((scheme, _)) = url.split_once("://") else {
+            bail!("store URL '{url}' has no scheme: use {}", url_shapes());
+        };
+        match BACKENDS.iter().find(|backend| backend.scheme == scheme) {
+            Some(backend) => (backend.from_url)(url),
+            None => bail!(
+                "store URL '{url}' has unknown scheme '{scheme}': use {}",
+                url_shapes()
+            ),
         }
-        "redis" => Ok(Arc::new(redis::RedisBackend::connect(url).await?)),
-        other => bail!(
-            "store URL '{url}' has unknown scheme '{other}': use sqlite://PATH, redis://HOST:PORT or memory://"
-        ),
+    }
+
+    /// Parses the runtime-config entry `[key_value_store.LABEL]` (its `type` picks the backend);
+    /// relative paths in it are relative to `base`.
+    pub fn from_runtime_config(
+        label: &str,
+        mut entry: toml::Table,
+        base: &Path,
+    ) -> anyhow::Result<Self> {
+        let types = || {
+            BACKENDS
+                .iter()
+                .flat_map(|backend| backend.runtime_config_types)
+                .map(|kind| format!("\"{kind}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let kind = match entry.remove("type") {
+            Some(toml::Value::String(kind)) => kind,
+            _ => bail!("key-value store '{label}' needs type = one of {}", types()),
+        };
+        match BACKENDS
+            .iter()
+            .find(|backend| backend.runtime_config_types.contains(&kind.as_str()))
+        {
+            Some(backend) => (backend.from_runtime_config)(label, entry, base),
+            None => bail!(
+                "key-value store '{label}' has unknown type \"{kind}\": use one of {}",
+                types()
+            ),
+        }
+    }
+
+    /// Opens (connects to, creates) the store.
+    pub async fn open(&self) -> anyhow::Result<Arc<dyn KvBackend>> {
+        self.0.open().await
+    }
+}
+
+impl std::str::FromStr for BackendConfig {
+    type Err = anyhow::Error;
+
+    fn from_str(url: &str) -> anyhow::Result<Self> {
+        Self::from_url(url)
+    }
+}
+
+/// `sqlite://PATH, redis://HOST:PORT[/DB] or memory://`, from [`BACKENDS`].
+fn url_shapes() -> String {
+    let shapes: Vec<&str> = BACKENDS.iter().map(|backend| backend.url_shape).collect();
+    match shapes.split_last() {
+        Some((last, [])) => (*last).to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// Reads a runtime-config entry into a backend's own settings type, refusing unknown fields.
+pub fn settings_from_table<T: serde::de::DeserializeOwned>(
+    label: &str,
+    entry: toml::Table,
+) -> anyhow::Result<T> {
+    toml::Value::Table(entry)
+        .try_into()
+        .map_err(|err| anyhow::anyhow!("key-value store '{label}': {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls_are_parsed_once_by_their_scheme() {
+        assert!(BackendConfig::from_url("memory://").is_ok());
+        assert!(BackendConfig::from_url("sqlite://todo.db").is_ok());
+        assert!(BackendConfig::from_url("redis://127.0.0.1:6379/2").is_ok());
+        let unknown = BackendConfig::from_url("mongo://x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("'mongo'") && unknown.contains("sqlite://PATH"),
+            "{unknown}"
+        );
+        let bare = BackendConfig::from_url("todo.db").unwrap_err().to_string();
+        assert!(bare.contains("no scheme"), "{bare}");
+        let empty = format!("{:#}", BackendConfig::from_url("sqlite://").unwrap_err());
+        assert!(empty.contains("names no file"), "{empty}");
+    }
+
+    #[test]
+    fn runtime_config_entries_pick_their_backend_by_type() -> anyhow::Result<()> {
+        let entry = |text: &str| -> anyhow::Result<toml::Table> { Ok(toml::from_str(text)?) };
+        let base = Path::new("/srv/app");
+        BackendConfig::from_runtime_config("a", entry("type = \"spin\"\npath = \"a.db\"")?, base)?;
+        BackendConfig::from_runtime_config("b", entry("type = \"memory\"")?, base)?;
+        let unknown = BackendConfig::from_runtime_config("c", entry("type = \"etcd\"")?, base)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("\"etcd\"") && unknown.contains("\"redis\""),
+            "{unknown}"
+        );
+        let extra = format!(
+            "{:#}",
+            BackendConfig::from_runtime_config(
+                "d",
+                entry("type = \"redis\"\nurl = \"redis://x:1\"\nport = 2")?,
+                base
+            )
+            .unwrap_err()
+        );
+        assert!(extra.contains("port"), "{extra}");
+        Ok(())
     }
 }

@@ -3,7 +3,8 @@
 //! Every host process that points at the same Redis sees the same data, so hosts are
 //! interchangeable behind any load balancer.
 //! * Keys are namespaced by bucket, `{bucket}:{key}`: two buckets never see each other's keys.
-//!   (Bucket names cannot contain `:`, see [`super::wasi`], so the prefix is unambiguous.)
+//!   (Bucket names cannot contain `:`, see [`crate::wasi_keyvalue`], so the prefix is
+//!   unambiguous.)
 //! * `increment` is `INCRBY`: atomic in the server, whatever the number of hosts.
 //! * `list-keys` is `SCAN` with `MATCH {bucket}:*`: the wasi cursor is Redis's own cursor, pages
 //!   are bounded, and `KEYS *` is never used.
@@ -20,7 +21,45 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd};
 
-use super::{KeyPage, KvBackend, KvError, LIST_PAGE_SIZE, Values};
+use super::{
+    BackendConfig, BackendSettings, KeyPage, KvBackend, KvError, LIST_PAGE_SIZE, Registration,
+    Values, settings_from_table,
+};
+
+/// `--store redis://HOST:PORT[/DB]`; runtime config `type = "redis"`, `url = "redis://..."`.
+pub const REGISTRATION: Registration = Registration {
+    scheme: "redis",
+    url_shape: "redis://HOST:PORT[/DB]",
+    runtime_config_types: &["redis"],
+    from_url: |url| RedisSettings::checked(url.to_string()).map(BackendConfig::new),
+    from_runtime_config: |label, entry, _base| {
+        let settings: RedisSettings = settings_from_table(label, entry)?;
+        RedisSettings::checked(settings.url)
+            .map(BackendConfig::new)
+            .with_context(|| format!("key-value store '{label}'"))
+    },
+};
+
+/// Where the Redis server is: a URL that redis-rs accepts, checked before anything connects.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedisSettings {
+    url: String,
+}
+
+impl RedisSettings {
+    fn checked(url: String) -> anyhow::Result<Self> {
+        Client::open(url.as_str()).with_context(|| format!("invalid Redis URL '{url}'"))?;
+        Ok(Self { url })
+    }
+}
+
+#[async_trait]
+impl BackendSettings for RedisSettings {
+    async fn open(&self) -> anyhow::Result<std::sync::Arc<dyn KvBackend>> {
+        Ok(std::sync::Arc::new(RedisBackend::connect(&self.url).await?))
+    }
+}
 
 /// How long one command may take before the request fails: a stuck Redis must not hold
 /// requests (and their instances) for long.

@@ -26,7 +26,53 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::Semaphore;
 
-use super::{KeyPage, KvBackend, KvError, LIST_PAGE_SIZE, Values, add_to_counter, parse_counter};
+use super::{
+    BackendConfig, BackendSettings, KeyPage, KvBackend, KvError, LIST_PAGE_SIZE, Registration,
+    Values, add_to_counter, parse_counter, settings_from_table,
+};
+
+/// `--store sqlite://PATH`; runtime config `type = "spin"` (Spin's name for its SQLite store) or
+/// `"sqlite"`, `path = "..."` relative to the runtime config (default `.spin/LABEL.db`).
+pub const REGISTRATION: Registration = Registration {
+    scheme: "sqlite",
+    url_shape: "sqlite://PATH",
+    runtime_config_types: &["spin", "sqlite"],
+    from_url: |url| {
+        let path = url.strip_prefix("sqlite://").unwrap_or_default();
+        anyhow::ensure!(
+            !path.is_empty(),
+            "store URL '{url}' names no file: use sqlite://PATH, e.g. sqlite://todo.db"
+        );
+        Ok(BackendConfig::new(SqliteSettings { path: path.into() }))
+    },
+    from_runtime_config: |label, entry, base| {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Entry {
+            path: Option<PathBuf>,
+        }
+        let entry: Entry = settings_from_table(label, entry)?;
+        let path = entry
+            .path
+            .unwrap_or_else(|| PathBuf::from(format!(".spin/{label}.db")));
+        Ok(BackendConfig::new(SqliteSettings {
+            path: base.join(path),
+        }))
+    },
+};
+
+/// The SQLite file of a store.
+#[derive(Debug)]
+pub struct SqliteSettings {
+    pub path: PathBuf,
+}
+
+#[async_trait]
+impl BackendSettings for SqliteSettings {
+    async fn open(&self) -> anyhow::Result<Arc<dyn KvBackend>> {
+        Ok(Arc::new(SqliteBackend::open(&self.path).await?))
+    }
+}
 
 /// Connections open at once: SQLite has one writer at a time anyway; a few more serve reads
 /// while a write commits.
@@ -53,8 +99,18 @@ pub struct SqliteBackend {
 }
 
 impl SqliteBackend {
-    /// Opens (creating if needed) the database at `path` and its table.
+    /// Opens (creating if needed) the database at `path`, its folder and its table.
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
+        // Like Spin's `.spin/`: a state folder that does not exist yet is made, not an error.
+        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder).with_context(|| {
+                format!(
+                    "cannot create folder {} for SQLite file {}",
+                    folder.display(),
+                    path.display()
+                )
+            })?;
+        }
         let owned = path.to_path_buf();
         let first = tokio::task::spawn_blocking(move || connect(&owned, true))
             .await

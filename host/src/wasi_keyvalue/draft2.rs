@@ -1,16 +1,15 @@
-//! The host side of `wasi:keyvalue@0.2.0-draft2`, the draft Spin speaks, on the same
-//! [`KvBackend`](super::KvBackend) and the same per-request view and budget as `@0.2.0-draft` ([`super::wasi`]).
+//! `wasi:keyvalue@0.2.0-draft2` (Spin): its generated bindings and the conversions to them; the
+//! work is [`super::KvView`]'s, as for [`super::draft`].
 //!
-//! What differs from the first draft: `list-keys` cursors are strings (ours carry the backend's
+//! What is particular to this draft: `list-keys` cursors are strings (ours carry the backend's
 //! numeric cursor), `increment` is signed, `get-many` answers `(key, option<value>)` pairs, and
 //! there is compare-and-swap: `cas::new` remembers the value it saw, `swap` writes only if the
 //! value is still that one, else answers `cas-failed` with the `cas` back.
 
 use wasmtime::component::{Linker, Resource};
 
-use super::KvError;
-pub use super::wasi::Bucket;
-use super::wasi::{HasKv, HostError, KvView, WitError};
+use super::{Bucket, HasKv, HostError, KvView, WitError};
+use crate::kv::{KvBackend, KvError};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -18,11 +17,11 @@ mod generated {
         world: "wasi:keyvalue/imports@0.2.0-draft2",
         imports: { default: async | trappable },
         with: {
-            "wasi:keyvalue/store@0.2.0-draft2.bucket": super::Bucket,
-            "wasi:keyvalue/atomics@0.2.0-draft2.cas": super::Cas,
+            "wasi:keyvalue/store@0.2.0-draft2.bucket": crate::wasi_keyvalue::Bucket,
+            "wasi:keyvalue/atomics@0.2.0-draft2.cas": crate::wasi_keyvalue::draft2::Cas,
         },
         trappable_error_type: {
-            "wasi:keyvalue/store@0.2.0-draft2.error" => super::HostError,
+            "wasi:keyvalue/store@0.2.0-draft2.error" => crate::wasi_keyvalue::HostError,
         },
     });
 }
@@ -31,7 +30,7 @@ use generated::wasi::keyvalue0_2_0_draft2::{atomics, batch, store};
 
 /// A compare-and-swap handle: the key and the value seen when it was made.
 pub struct Cas {
-    backend: std::sync::Arc<dyn super::KvBackend>,
+    backend: std::sync::Arc<dyn KvBackend>,
     bucket: std::sync::Arc<str>,
     key: String,
     seen: Option<Vec<u8>>,
@@ -55,11 +54,7 @@ impl store::Host for KvView<'_> {
     }
 
     fn convert_error(&mut self, err: HostError) -> wasmtime::Result<store::Error> {
-        Ok(match err.into_wit()? {
-            WitError::NoSuchStore => store::Error::NoSuchStore,
-            WitError::AccessDenied => store::Error::AccessDenied,
-            WitError::Other(message) => store::Error::Other(message),
-        })
+        to_store_error(err)
     }
 }
 
@@ -114,8 +109,7 @@ impl atomics::Host for KvView<'_> {
         key: String,
         delta: i64,
     ) -> Result<i64, HostError> {
-        let (backend, name) = self.bucket(&bucket)?;
-        Ok(backend.increment(&name, &key, delta).await?)
+        KvView::increment(self, &bucket, &key, delta).await
     }
 
     async fn swap(

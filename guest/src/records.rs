@@ -1,4 +1,5 @@
-//! The KV layout of the todo data, and the operations both APIs build on.
+//! The todo records in the KV bucket: their layout, and the operations both APIs build on
+//! (create, find, save, list, delete).
 //!
 //! Inside the bucket [`BUCKET`]:
 //! * `todo/<id>` → one [`TodoRecord`] as JSON. One key per todo, so concurrent creates never
@@ -6,8 +7,14 @@
 //! * `meta/next-id` → the id counter, only ever changed through `increment`: no read-modify-write,
 //!   no duplicate ids, and an id is never reused after a delete.
 //!
-//! Listing follows `list_keys` to the end, keeps the `todo/` keys and reads each page of them
-//! with one `get_many`: two host calls per page, whatever the number of todos.
+//! # Batches follow list pages
+//!
+//! Hosts bound how many keys one batch call (`get_many`, `delete_many`) may name, and bound their
+//! `list_keys` pages by the same limit. So this module never names more keys in one batch than
+//! one `list_keys` page held: the todo keys of a page go into one batch call, whatever the host's
+//! limit is, and the guest keeps no copy of it. Listing is two host calls per page.
+
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,10 +28,8 @@ pub const BUCKET: &str = "default";
 pub const TODO_PREFIX: &str = "todo/";
 /// The id counter's key.
 pub const NEXT_ID_KEY: &str = "meta/next-id";
-/// The most keys one batch call names: hosts bound batches (ours to 1000 by default).
-pub const BATCH_KEYS: usize = 500;
 
-/// A todo as stored. Both APIs are views of it.
+/// A todo as the bucket holds it. Both APIs are views of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TodoRecord {
@@ -39,7 +44,7 @@ pub struct TodoRecord {
     pub updated_at: String,
 }
 
-/// What a new todo is made of; the rest comes from the store and the clock.
+/// What a new todo is made of; the rest comes from the id counter and the clock.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NewTodo {
     pub title: String,
@@ -91,6 +96,7 @@ pub fn not_found(id: u64) -> ApiError {
 
 /// Writes `record` under its key.
 pub fn save(kv: &dyn Kv, record: &TodoRecord) -> Result<(), ApiError> {
+    // Strings, numbers and booleans always encode; were it ever to fail, nothing was written.
     let bytes = serde_json::to_vec(record)
         .map_err(|err| ApiError::Store(format!("cannot encode todo {}: {err}", record.id)))?;
     kv.set(&todo_key(record.id), &bytes)?;
@@ -100,14 +106,8 @@ pub fn save(kv: &dyn Kv, record: &TodoRecord) -> Result<(), ApiError> {
 /// Every todo, sorted by `order`, then `id`.
 pub fn list(kv: &dyn Kv) -> Result<Vec<TodoRecord>, ApiError> {
     let mut todos = Vec::new();
-    for_each_todo_batch(kv, |keys| {
-        // A key listed a moment ago may have been deleted since: skip it rather than fail.
-        for (key, bytes) in kv.get_many(keys)?.into_iter().flatten() {
-            todos.push(decode(&key, &bytes)?);
-        }
-        Ok(())
-    })?;
-    todos.sort_by_key(|todo| (todo.order, todo.id));
+    for_each_todo_page(kv, |keys| read_into(kv, &keys, &mut todos))?;
+    sort(&mut todos);
     Ok(todos)
 }
 
@@ -123,27 +123,53 @@ pub fn delete(kv: &dyn Kv, id: u64) -> Result<(), ApiError> {
 
 /// Deletes every todo (the id counter stays: ids are never reused).
 pub fn delete_all(kv: &dyn Kv) -> Result<(), ApiError> {
-    // Keys first, deletes after: deleting while paging could move the cursor past live keys.
-    let mut keys = Vec::new();
-    for_each_todo_batch(kv, |batch| {
-        keys.extend_from_slice(batch);
-        Ok(())
-    })?;
-    delete_many(kv, &keys)
-}
-
-/// Deletes `keys`, in batches the host accepts.
-pub fn delete_many(kv: &dyn Kv, keys: &[String]) -> Result<(), ApiError> {
-    for batch in keys.chunks(BATCH_KEYS) {
-        kv.delete_many(batch)?;
+    for page in todo_key_pages(kv)? {
+        kv.delete_many(&page)?;
     }
     Ok(())
 }
 
-/// Calls `f` with the todo keys of each `list_keys` page, at most [`BATCH_KEYS`] at a time.
-fn for_each_todo_batch(
+/// Deletes the todos of `ids` that exist (the others are ignored), then answers every todo
+/// left, sorted as [`list`] sorts them.
+///
+/// One listing serves both: the keys are found page by page, each page's doomed keys go in one
+/// `delete_many`, and each page's other keys in one `get_many`.
+pub fn delete_ids_then_list(kv: &dyn Kv, ids: &[u64]) -> Result<Vec<TodoRecord>, ApiError> {
+    let doomed: BTreeSet<String> = ids.iter().map(|id| todo_key(*id)).collect();
+    let pages: Vec<(Vec<String>, Vec<String>)> = todo_key_pages(kv)?
+        .into_iter()
+        .map(|page| page.into_iter().partition(|key| doomed.contains(key)))
+        .collect();
+    for (delete, _) in &pages {
+        if !delete.is_empty() {
+            kv.delete_many(delete)?;
+        }
+    }
+    let mut todos = Vec::new();
+    for (_, keep) in &pages {
+        read_into(kv, keep, &mut todos)?;
+    }
+    sort(&mut todos);
+    Ok(todos)
+}
+
+/// The todo keys of every `list_keys` page, one `Vec` per page that holds any.
+///
+/// Keys first, deletes after: deleting while paging could move the cursor past live keys.
+fn todo_key_pages(kv: &dyn Kv) -> Result<Vec<Vec<String>>, ApiError> {
+    let mut pages = Vec::new();
+    for_each_todo_page(kv, |keys| {
+        pages.push(keys);
+        Ok(())
+    })?;
+    Ok(pages)
+}
+
+/// Calls `f` with the todo keys of each `list_keys` page that holds any, following the cursor to
+/// the end. Each call's keys are few enough for one batch call: one page held them.
+fn for_each_todo_page(
     kv: &dyn Kv,
-    mut f: impl FnMut(&[String]) -> Result<(), ApiError>,
+    mut f: impl FnMut(Vec<String>) -> Result<(), ApiError>,
 ) -> Result<(), ApiError> {
     let mut cursor: Option<String> = None;
     loop {
@@ -153,8 +179,8 @@ fn for_each_todo_batch(
             .into_iter()
             .filter(|key| key.starts_with(TODO_PREFIX))
             .collect();
-        for batch in keys.chunks(BATCH_KEYS) {
-            f(batch)?;
+        if !keys.is_empty() {
+            f(keys)?;
         }
         match page.cursor {
             Some(next) => cursor = Some(next),
@@ -163,7 +189,23 @@ fn for_each_todo_batch(
     }
 }
 
+/// Reads the todos of `keys` (one page's worth) with one `get_many` into `todos`.
+fn read_into(kv: &dyn Kv, keys: &[String], todos: &mut Vec<TodoRecord>) -> Result<(), ApiError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    // A key listed a moment ago may have been deleted since: skip it rather than fail.
+    for (key, bytes) in kv.get_many(keys)?.into_iter().flatten() {
+        todos.push(decode(&key, &bytes)?);
+    }
+    Ok(())
+}
+
+fn sort(todos: &mut [TodoRecord]) {
+    todos.sort_by_key(|todo| (todo.order, todo.id));
+}
+
 fn decode(key: &str, bytes: &[u8]) -> Result<TodoRecord, ApiError> {
     serde_json::from_slice(bytes)
-        .map_err(|err| ApiError::Store(format!("stored value of '{key}' is not a todo: {err}")))
+        .map_err(|err| ApiError::Store(format!("the value of '{key}' is not a todo: {err}")))
 }
