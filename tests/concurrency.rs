@@ -31,12 +31,18 @@ fn two_hundred_concurrent_creates_in_memory_give_200_distinct_todos() -> anyhow:
 fn ids_are_never_reused_after_deletes() -> anyhow::Result<()> {
     let dir = temp_dir()?;
     let host = Host::start(&["--store", &sqlite_url(dir.path())])?;
-    for _ in 0..3 {
-        host.call("POST", "/todos", Some(r#"{"title":"x"}"#))?;
+    for id in 1..=3 {
+        let (status, todo) = host.call("POST", "/todos", Some(r#"{"title":"x"}"#))?;
+        assert_eq!((status, todo["id"].as_u64()), (201, Some(id)), "{todo}");
     }
-    host.call("DELETE", "/todos/3", None)?;
-    host.call("DELETE", "/todos", None)?;
-    let (_, todo) = host.call("POST", "/todos", Some(r#"{"title":"y"}"#))?;
-    assert_eq!(todo["id"], 4);
+    // The highest id goes first: a store that handed out "largest id + 1" would give 3 again.
+    let (status, body) = host.call("DELETE", "/todos/3", None)?;
+    assert_eq!(status, 204, "DELETE /todos/3: {body}");
+    let (status, body) = host.call("DELETE", "/todos", None)?;
+    assert_eq!(status, 204, "DELETE /todos: {body}");
+    assert_eq!(listed_ids(&host)?, Vec::<u64>::new(), "the deletes deleted");
+    let (status, todo) = host.call("POST", "/todos", Some(r#"{"title":"y"}"#))?;
+    assert_eq!(status, 201, "{todo}");
+    assert_eq!(todo["id"], 4, "an id was reused");
     Ok(())
 }

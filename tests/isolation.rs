@@ -3,11 +3,10 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use support::{Host, fixture, raw_call};
+use support::{Host, fixture, raw_call, raw_request};
 
 fn faults_host(extra: &[&str]) -> anyhow::Result<Host> {
     let faults = fixture("faults")?.display().to_string();
@@ -88,9 +87,47 @@ fn a_memory_hog_fails_its_request_only() -> anyhow::Result<()> {
     let host = faults_host(&["--max-memory", "16MiB"])?;
     let (status, error, took) = fault_beside_a_healthy_request(&host, "/hog")?;
     assert_eq!(status, 500, "{error}");
+    assert!(
+        error.contains("memory limit"),
+        "not blamed on the limit: {error}"
+    );
     assert!(took < Duration::from_secs(5), "{took:?}");
     // The pooled memory slot is clean for the next instance.
     assert_eq!(host.request("GET", "/ok", None)?.status, 200);
+    Ok(())
+}
+
+#[test]
+fn the_same_allocation_succeeds_under_a_higher_memory_limit_and_fails_under_a_lower_one()
+-> anyhow::Result<()> {
+    // 8 MiB on top of the fixture's own memory (about 1 MiB of stack and data): well inside
+    // 16 MiB, far outside 4 MiB. So the 500 below is the limit's doing, not the fixture's.
+    let roomy = faults_host(&["--max-memory", "16MiB"])?;
+    let fits = roomy.request("GET", "/alloc?mb=8", None)?;
+    assert_eq!(
+        (fits.status, fits.text()),
+        (200, "allocated 8 MiB".to_string())
+    );
+
+    let tight = faults_host(&["--max-memory", "4MiB"])?;
+    let refused = tight.request("GET", "/alloc?mb=8", None)?;
+    assert_eq!(refused.status, 500, "{}", refused.text());
+    assert_eq!(
+        refused.header("content-type"),
+        Some("application/json"),
+        "{}",
+        refused.text()
+    );
+    let error = refused.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("memory limit"),
+        "not blamed on the limit: {error}"
+    );
+    // Below the limit the same host still serves.
+    assert_eq!(tight.request("GET", "/alloc?mb=1", None)?.status, 200);
     Ok(())
 }
 
@@ -134,20 +171,14 @@ fn bodies_over_the_limit_get_413_before_the_guest_runs() -> anyhow::Result<()> {
     );
 
     // A chunked body says no length up front and grows past the limit.
-    let mut stream = TcpStream::connect(host.addr())?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "POST /todos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut chunked = "POST /todos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_string();
     for _ in 0..4 {
-        write!(stream, "200\r\n{}\r\n", "y".repeat(0x200))?;
+        chunked.push_str(&format!("200\r\n{}\r\n", "y".repeat(0x200)));
     }
-    write!(stream, "0\r\n\r\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(answer.contains("\"error\""), "{answer}");
+    chunked.push_str("0\r\n\r\n");
+    let grown = raw_request(host.addr(), chunked.as_bytes())?;
+    assert_eq!(grown.status, 413, "{}", grown.text());
+    assert!(grown.json()["error"].is_string(), "{}", grown.text());
 
     assert_eq!(
         host.call("GET", "/todos", None)?.1,
@@ -193,34 +224,34 @@ fn long_uris_and_headers_get_414_and_431_json() -> anyhow::Result<()> {
     assert_eq!(response.status, 414);
     assert!(response.json()["error"].is_string());
 
-    let mut stream = TcpStream::connect(host.addr())?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
+    let big_headers = format!(
         "GET /todos HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
         "h".repeat(40_000)
-    )?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
-    assert!(answer.contains("\"error\""), "{answer}");
+    );
+    let response = raw_request(host.addr(), big_headers.as_bytes())?;
+    assert_eq!(response.status, 431, "{}", response.text());
+    assert!(response.json()["error"].is_string(), "{}", response.text());
     Ok(())
 }
 
 #[test]
-fn kv_limits_reach_the_guest_as_store_errors() -> anyhow::Result<()> {
+fn a_value_over_the_kv_limit_is_the_components_fault_answered_413_not_a_store_outage()
+-> anyhow::Result<()> {
     let host = Host::start(&["--store", "memory://", "--kv-max-value", "300"])?;
     let (status, body) = host.call(
         "POST",
         "/todos",
         Some(&format!(r#"{{"title":"{}"}}"#, "z".repeat(400))),
     )?;
-    assert_eq!(status, 503, "{body}");
+    assert_eq!(status, 413, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
     assert!(
-        body["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("limit is 300")),
+        error.contains("key-value limit") && error.contains("at most 300 bytes"),
         "{body}"
+    );
+    assert!(
+        !error.contains("unavailable"),
+        "not told as an outage: {body}"
     );
     assert_eq!(
         host.call("POST", "/todos", Some(r#"{"title":"small"}"#))?.0,

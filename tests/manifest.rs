@@ -1,10 +1,16 @@
 //! `todo-host up --manifest spin.toml`: several components on several routes in one host, each
-//! with only the key-value stores and files its manifest grants.
+//! with only the key-value stores and files its manifest grants, one concurrency limit for them
+//! all; `up --build` runs the manifest's build commands, so the README's Spin commands work from
+//! a clean checkout.
 
 mod support;
 
+use std::io::Read;
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
+use anyhow::{Context, bail};
 use support::{Host, fixture, temp_dir, workspace};
 
 /// The todo component as `build.rs` built it (`wasi:keyvalue@0.2.0-draft`).
@@ -22,6 +28,69 @@ fn up(manifest: &str, runtime_config: Option<&str>) -> anyhow::Result<Host> {
         args.extend(["--runtime-config-file", config]);
     }
     Host::start(&args)
+}
+
+/// Runs `todo-host --listen 127.0.0.1:0 ARGS`, which must fail at start-up, and returns what it
+/// wrote to stderr. A host that starts instead is stopped, and the test fails.
+fn start_failure(args: &[&str]) -> anyhow::Result<String> {
+    let mut child = Command::new(support::HOST_BIN)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", support::HOST_BIN))?;
+    let mut stderr = child.stderr.take().context("no stderr")?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("todo-host {args:?} is still running after 30 s: it started");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the stderr reader panicked"))?;
+    anyhow::ensure!(!status.success(), "todo-host {args:?} exited 0: {stderr}");
+    Ok(stderr)
+}
+
+/// A copy of the repository as a fresh clone would have it, plus files not yet committed: what
+/// `git ls-files -co --exclude-standard` lists, so no `target/`, no `.spin/`, no built component.
+fn copy_of_the_repository() -> anyhow::Result<tempfile::TempDir> {
+    let listed = Command::new("git")
+        .current_dir(workspace())
+        .args(["ls-files", "-z", "-co", "--exclude-standard"])
+        .output()
+        .context("cannot run git ls-files")?;
+    anyhow::ensure!(
+        listed.status.success(),
+        "git ls-files failed: {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let copy = temp_dir()?;
+    for name in listed.stdout.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let relative = Path::new(std::str::from_utf8(name)?);
+        let from = workspace().join(relative);
+        if !from.is_file() {
+            continue; // Deleted in the work tree but still in the index.
+        }
+        let to = copy.path().join(relative);
+        std::fs::create_dir_all(to.parent().context("a listed file has a folder")?)?;
+        std::fs::copy(&from, &to)
+            .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    }
+    Ok(copy)
 }
 
 #[test]
@@ -151,11 +220,8 @@ fn mistakes_in_the_manifest_fail_at_start_and_name_the_culprit() -> anyhow::Resu
     ];
     for (text, named) in cases {
         let manifest = write(dir.path(), "spin.toml", &text)?;
-        let output = std::process::Command::new(support::HOST_BIN)
-            .args(["--listen", "127.0.0.1:0", "up", "--manifest", &manifest])
-            .output()?;
-        assert!(!output.status.success(), "{text} started");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = start_failure(&["up", "--manifest", &manifest])
+            .with_context(|| format!("with the manifest {text}"))?;
         assert!(
             stderr.contains(named),
             "stderr does not name {named}: {stderr}"
@@ -191,6 +257,172 @@ fn the_shipped_spin_manifest_runs_the_draft2_todo_component() -> anyhow::Result<
     assert_eq!(
         host.call("GET", "/todos/1", None)?.1["title"],
         "on the shipped manifest"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_readme_spin_commands_build_and_serve_the_app_from_a_clean_copy() -> anyhow::Result<()> {
+    let copy = copy_of_the_repository()?;
+    let root = copy.path();
+    let component = root.join("target/wasm-draft2/wasm32-wasip2/release/todo_guest.wasm");
+    assert!(!component.exists() && !root.join(".spin").exists());
+
+    // From the root of the checkout, as the README has it. The build is a cold cargo build of
+    // the guest (serde, serde_json, wit-bindgen), from the local registry cache when offline.
+    let host = Host::start_in(
+        root,
+        &[
+            "up",
+            "--build",
+            "--manifest",
+            "deploy/spin.toml",
+            "--runtime-config-file",
+            "deploy/runtime-config.toml",
+        ],
+    )?;
+    assert!(component.exists(), "the build command did not run");
+    let (status, todo) = host.call("POST", "/todos", Some(r#"{"title":"from a clean copy"}"#))?;
+    assert_eq!(status, 201, "{todo}");
+    let id = todo["id"].as_u64().context("no id")?;
+    let (status, again) = host.call("GET", &format!("/todos/{id}"), None)?;
+    assert_eq!(
+        (status, again["title"].as_str()),
+        (200, Some("from a clean copy"))
+    );
+    // The runtime config puts the store in .spin/ beside deploy/, a folder no checkout has.
+    assert!(
+        root.join(".spin").is_dir(),
+        "no .spin/ in {}",
+        root.display()
+    );
+    Ok(())
+}
+
+/// A manifest running the todo component with the `default` store.
+fn todo_manifest(dir: &Path) -> anyhow::Result<String> {
+    write(
+        dir,
+        "spin.toml",
+        &format!(
+            "spin_manifest_version = 2\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"todo\"\n[component.todo]\nsource = \"{TODO_WASM}\"\nkey_value_stores = [\"default\"]\n"
+        ),
+    )
+}
+
+#[test]
+fn a_sqlite_store_in_a_missing_folder_gets_its_folder_at_start() -> anyhow::Result<()> {
+    let dir = temp_dir()?;
+    let manifest = todo_manifest(dir.path())?;
+    let config = write(
+        dir.path(),
+        "runtime-config.toml",
+        "[key_value_store.default]\ntype = \"spin\"\npath = \"state/nested/todo.db\"\n",
+    )?;
+    assert!(!dir.path().join("state").exists());
+    let host = up(&manifest, Some(&config))?;
+    assert!(dir.path().join("state/nested").is_dir());
+    assert_eq!(
+        host.call("POST", "/todos", Some(r#"{"title":"x"}"#))?.0,
+        201
+    );
+    assert!(dir.path().join("state/nested/todo.db").is_file());
+    Ok(())
+}
+
+#[test]
+fn a_sqlite_path_that_cannot_be_made_fails_at_start_and_names_it() -> anyhow::Result<()> {
+    let dir = temp_dir()?;
+    let manifest = todo_manifest(dir.path())?;
+    // A folder cannot be made inside a regular file.
+    std::fs::write(dir.path().join("blocker"), "a file, not a folder")?;
+    let impossible = dir.path().join("blocker/sub/todo.db");
+    let config = write(
+        dir.path(),
+        "runtime-config.toml",
+        &format!(
+            "[key_value_store.default]\ntype = \"spin\"\npath = \"{}\"\n",
+            impossible.display()
+        ),
+    )?;
+    let stderr = start_failure(&[
+        "up",
+        "--manifest",
+        &manifest,
+        "--runtime-config-file",
+        &config,
+    ])?;
+    // The message may name the file or the folder it could not make; either way, the path.
+    let named = dir.path().join("blocker").display().to_string();
+    assert!(
+        stderr.contains(&named),
+        "stderr does not name {named}: {stderr}"
+    );
+    Ok(())
+}
+
+#[test]
+fn max_concurrency_is_one_limit_for_the_whole_host_not_one_per_component() -> anyhow::Result<()> {
+    let dir = temp_dir()?;
+    let faults = fixture("faults")?;
+    let mut text = "spin_manifest_version = 2\n[application]\nname = \"three\"\n".to_string();
+    for name in ["a", "b", "c"] {
+        text.push_str(&format!(
+            "[[trigger.http]]\nroute = \"/{name}/...\"\ncomponent = \"{name}\"\n"
+        ));
+    }
+    for name in ["a", "b", "c"] {
+        text.push_str(&format!(
+            "[component.{name}]\nsource = \"{}\"\n",
+            faults.display()
+        ));
+    }
+    let manifest = write(dir.path(), "spin.toml", &text)?;
+    let host = Host::start(&[
+        "up",
+        "--manifest",
+        &manifest,
+        "--max-concurrency",
+        "2",
+        "--queue-timeout",
+        "200ms",
+        "--store",
+        "memory://",
+    ])?;
+    // Every component is served at all.
+    for name in ["a", "b", "c"] {
+        let ok = host.request("GET", &format!("/{name}/ok"), None)?;
+        assert_eq!(
+            (ok.status, ok.text()),
+            (200, "ok".to_string()),
+            "/{name}/ok"
+        );
+    }
+    let host = &host;
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let slow: Vec<_> = ["/a/slow?ms=3000", "/b/slow?ms=3000"]
+            .into_iter()
+            .map(|path| scope.spawn(move || host.request("GET", path, None)))
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        // Components a and b hold the host's two slots; c has run nothing, and still waits.
+        let refused = host.request("GET", "/c/ok", None)?;
+        assert_eq!(refused.status, 503, "{}", refused.text());
+        assert!(refused.header("retry-after").is_some(), "no Retry-After");
+        assert!(refused.json()["error"].is_string(), "{}", refused.text());
+        for slow in slow {
+            let slow = slow
+                .join()
+                .map_err(|_| anyhow::anyhow!("client panicked"))??;
+            assert_eq!((slow.status, slow.text()), (200, "slept 3000".to_string()));
+        }
+        Ok(())
+    })?;
+    let ok = host.request("GET", "/c/ok", None)?;
+    assert_eq!(
+        (ok.status, ok.text()),
+        (200, "ok".to_string()),
+        "the slots were given back"
     );
     Ok(())
 }

@@ -1,11 +1,13 @@
 //! `--public DIR`: static files first, with the right types, ETags and no way out of the folder;
-//! the folder is read-only for the guest.
+//! single-page-app routes get the folder's `index.html`, missing assets a JSON 404; the folder is
+//! read-only for the guest.
 
 mod support;
 
 use std::path::Path;
 
-use support::{Host, fixture, raw_call, temp_dir};
+use serde_json::json;
+use support::{Host, fixture, raw_call, raw_request, temp_dir, workspace};
 
 /// A public folder with one file of each served type, a subfolder, and symlinks that point out.
 fn public_folder(root: &Path) -> anyhow::Result<std::path::PathBuf> {
@@ -76,12 +78,101 @@ fn files_are_served_with_their_content_types() -> anyhow::Result<()> {
         );
         assert!(response.header("etag").is_some(), "{path}");
     }
-    // Unknown non-API paths still get the todo page; the APIs are untouched.
+    // A route of a single-page app gets the folder's index.html; the APIs are untouched.
     let fallback = host.request("GET", "/some/spa/route", None)?;
-    assert!(fallback.text().contains("<title>Todos</title>"));
+    assert_eq!(fallback.status, 200);
+    assert!(
+        fallback.text().contains("static home"),
+        "{}",
+        fallback.text()
+    );
     assert_eq!(
         host.call("POST", "/todos", Some(r#"{"title":"x"}"#))?.0,
         201
+    );
+    Ok(())
+}
+
+/// Whether `response` is HTML, whatever its charset parameter.
+fn is_html(response: &support::HttpResponse) -> bool {
+    response
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/html"))
+}
+
+#[test]
+fn a_deep_link_serves_the_public_index_html() -> anyhow::Result<()> {
+    let spa = workspace().join("tests/fixtures/spa");
+    let index = std::fs::read(spa.join("index.html"))?;
+    let host = public_host(&spa)?;
+    for route in ["/deep/link", "/deep", "/a/b/c/d"] {
+        let response = host.request("GET", route, None)?;
+        assert_eq!(response.status, 200, "{route}: {}", response.text());
+        assert!(
+            is_html(&response),
+            "{route}: {:?}",
+            response.header("content-type")
+        );
+        assert!(
+            response.body == index,
+            "{route} is not the SPA's index.html: {}",
+            response.text()
+        );
+    }
+    // An asset that is not there is a JSON 404, not a page that the browser would try to run.
+    for asset in ["/foo.js", "/deep/foo.js", "/styles/missing.css"] {
+        let response = host.request("GET", asset, None)?;
+        assert_eq!(response.status, 404, "{asset}: {}", response.text());
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/json"),
+            "{asset}"
+        );
+        assert!(
+            response.json()["error"].is_string(),
+            "{asset}: {}",
+            response.text()
+        );
+    }
+    // The APIs are the APIs, unknown API routes included.
+    let todos = host.request("GET", "/todos", None)?;
+    assert_eq!((todos.status, todos.json()), (200, json!([])));
+    assert_eq!(todos.header("content-type"), Some("application/json"));
+    assert_eq!(
+        host.call("POST", "/todos", Some(r#"{"title":"x"}"#))?.0,
+        201
+    );
+    assert_eq!(host.call("GET", "/api/rule", None)?.1["total"], 1);
+    for unknown in ["/todos/1/more", "/api/nothing-here"] {
+        let response = host.request("GET", unknown, None)?;
+        assert_eq!(response.status, 404, "{unknown}: {}", response.text());
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/json"),
+            "{unknown}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn without_a_public_index_html_a_deep_link_gets_the_component_page() -> anyhow::Result<()> {
+    let dir = temp_dir()?;
+    std::fs::write(dir.path().join("app.js"), "console.log('no index here')")?;
+    let host = public_host(dir.path())?;
+    let spa_index = std::fs::read(workspace().join("tests/fixtures/spa/index.html"))?;
+    let response = host.request("GET", "/deep/link", None)?;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert!(is_html(&response), "{:?}", response.header("content-type"));
+    assert!(
+        response.text().contains("<title>Todos</title>"),
+        "{}",
+        response.text()
+    );
+    assert!(response.body != spa_index);
+    assert_eq!(
+        host.request("GET", "/app.js", None)?.text(),
+        "console.log('no index here')"
     );
     Ok(())
 }
@@ -97,9 +188,9 @@ fn etag_and_if_none_match_give_304() -> anyhow::Result<()> {
     let request = format!(
         "GET /app.js HTTP/1.1\r\nHost: x\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n"
     );
-    let (status, answer) = support::raw_request(host.addr(), request.as_bytes())?;
-    assert_eq!(status, 304, "{answer}");
-    assert!(!answer.contains("console.log"));
+    let response = raw_request(host.addr(), request.as_bytes())?;
+    assert_eq!(response.status, 304, "{}", response.head);
+    assert!(response.body.is_empty(), "{}", response.text());
     // A changed file has a new ETag.
     std::fs::write(public.join("app.js"), "console.log('changed')")?;
     let changed = host.request("GET", "/app.js", None)?;

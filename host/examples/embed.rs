@@ -23,7 +23,7 @@ use todo_host::kv::memory::MemoryBackend;
 async fn main() -> anyhow::Result<()> {
     let runtime = Arc::new(
         Runtime::builder()
-            .store(Arc::new(MemoryBackend::new()))
+            .backend(Arc::new(MemoryBackend::new()))
             .build()?,
     );
 

@@ -28,7 +28,7 @@ pub struct App {
     pub name: Option<String>,
     pub components: Vec<AppComponent>,
     /// Store label → where it lives.
-    pub stores: BTreeMap<String, BackendConfig>,
+    pub backends: BTreeMap<String, BackendConfig>,
 }
 
 /// One component of an [`App`].
@@ -127,7 +127,7 @@ impl App {
                 key_value: KvGrant::AnyBucketIn(DEFAULT_STORE_LABEL.to_string()),
                 files,
             }],
-            stores: BTreeMap::from([(DEFAULT_STORE_LABEL.to_string(), config.store.clone())]),
+            backends: BTreeMap::from([(DEFAULT_STORE_LABEL.to_string(), config.store.clone())]),
         })
     }
 }

@@ -21,7 +21,7 @@ use crate::runtime::{LoadedComponent, Runtime};
 use crate::state::RequestState;
 use crate::wasi_keyvalue::{self, KvAccess};
 
-/// Builds a [`Runtime`] of one component on every path: `Runtime::builder().store(kv).build()?`.
+/// Builds a [`Runtime`] of one component on every path: `Runtime::builder().backend(kv).build()?`.
 /// Unset parts default to the embedded todo component, an in-memory store, [`Limits::default`],
 /// no public folder, no artifact cache and the tuned instance pool.
 pub struct RuntimeBuilder {
@@ -62,15 +62,15 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Keeps the data in `kv`: the component may open any bucket there.
-    pub fn store(mut self, kv: Arc<dyn KvBackend>) -> Self {
+    /// Keeps the data in backend `kv`: the component may open any bucket there.
+    pub fn backend(mut self, kv: Arc<dyn KvBackend>) -> Self {
         self.kv_access = Some(KvAccess::AnyBucket(kv));
         self
     }
 
     /// Lets the component open only these store labels, each in its own backend (an app
     /// manifest's `key_value_stores`); any other label is `access-denied`.
-    pub fn granted_stores(mut self, labels: HashMap<String, Arc<dyn KvBackend>>) -> Self {
+    pub fn granted_labels(mut self, labels: HashMap<String, Arc<dyn KvBackend>>) -> Self {
         self.kv_access = Some(KvAccess::Labels(labels));
         self
     }

@@ -43,7 +43,7 @@
 //! use http_body_util::Full;
 //!
 //! let runtime = todo_host::Runtime::builder()
-//!     .store(Arc::new(todo_host::kv::memory::MemoryBackend::new()))
+//!     .backend(Arc::new(todo_host::kv::memory::MemoryBackend::new()))
 //!     .build()?;
 //! let request = http::Request::builder()
 //!     .method("POST")

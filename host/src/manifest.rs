@@ -245,7 +245,7 @@ pub fn load(manifest: &Path, runtime_config: Option<&Path>) -> anyhow::Result<Lo
         app: App {
             name: Some(parsed.application.name),
             components,
-            stores,
+            backends: stores,
         },
         builds,
     })

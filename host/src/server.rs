@@ -37,8 +37,8 @@ impl Server {
     /// listens.
     pub async fn bind(config: &Config, app: &App) -> anyhow::Result<Self> {
         let mut backends: HashMap<String, Arc<dyn KvBackend>> = HashMap::new();
-        for (label, store) in &app.stores {
-            let backend = store
+        for (label, settings) in &app.backends {
+            let backend = settings
                 .open()
                 .await
                 .with_context(|| format!("cannot open key-value store '{label}'"))?;
@@ -111,7 +111,7 @@ fn describe(app: &App, backends: &HashMap<String, Arc<dyn KvBackend>>) -> String
         })
         .collect();
     let stores: Vec<String> = app
-        .stores
+        .backends
         .keys()
         .map(|label| format!("{label}: {}", summary(label)))
         .collect();

@@ -37,7 +37,7 @@ async fn call(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runtime_answers_in_process_and_writes_to_the_store_it_was_given() -> anyhow::Result<()> {
     let store: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
-    let runtime = Runtime::builder().store(store.clone()).build()?;
+    let runtime = Runtime::builder().backend(store.clone()).build()?;
     let (status, todo) = call(&runtime, "POST", "/todos", r#"{"title":"in process"}"#).await?;
     assert_eq!(status, 201);
     assert_eq!(todo["url"], "http://embedded.local/todos/1");
@@ -48,7 +48,7 @@ async fn a_runtime_answers_in_process_and_writes_to_the_store_it_was_given() -> 
     );
     // The data is in the store the embedder handed over, not in the runtime.
     assert!(store.get("default", "todo/1").await?.is_some());
-    let again = Runtime::builder().store(store).build()?;
+    let again = Runtime::builder().backend(store).build()?;
     assert_eq!(call(&again, "GET", "/todos/1", "").await?.0, 200);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The API cases of the end-to-end tests, written once and run against each build of the todo
 //! component (`tests/api.rs`): every route and status code of both APIs, over HTTP.
 
+use anyhow::Context;
 use serde_json::json;
 
 use super::Host;
@@ -138,11 +139,11 @@ pub fn preflight_head_and_the_page(host: &Host) -> anyhow::Result<()> {
 pub fn a_body_that_only_says_json_is_fine_and_accept_is_never_refused(
     host: &Host,
 ) -> anyhow::Result<()> {
-    let (status, _) = super::raw_request(
+    let response = super::raw_request(
         host.addr(),
         b"GET /todos HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: text/plain, */*\r\nConnection: close\r\n\r\n",
     )?;
-    assert_eq!(status, 200);
+    assert_eq!(response.status, 200, "{}", response.text());
     Ok(())
 }
 
@@ -200,5 +201,69 @@ pub fn legacy_api_over_http(host: &Host) -> anyhow::Result<()> {
     let (status, user) = host.call("GET", "/api/currentUser", None)?;
     assert_eq!(status, 200);
     assert!(user["userid"].as_str().is_some_and(|id| !id.is_empty()));
+    Ok(())
+}
+
+/// Run with `--kv-max-batch-keys 7`: every list and bulk delete of both APIs is paged to fit
+/// the host's batch limit, whatever it is (20 todos take three pages of 7).
+pub fn lists_and_bulk_deletes_work_under_a_small_kv_batch_limit(host: &Host) -> anyhow::Result<()> {
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (status, todo) =
+            host.call("POST", "/todos", Some(&format!(r#"{{"title":"t{i}"}}"#)))?;
+        assert_eq!(status, 201, "create {i}: {todo}");
+        ids.push(todo["id"].as_u64().context("no id")?);
+    }
+    assert_eq!(super::listed_ids(host)?, ids, "GET /todos lists all 20");
+
+    let (status, page) = host.call("GET", "/api/rule?current=1&pageSize=50", None)?;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["total"], 20, "{page}");
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(20), "{page}");
+
+    let (gone, kept) = ids.split_at(10);
+    let (status, after) = host.call(
+        "DELETE",
+        "/api/rule",
+        Some(&json!({ "key": gone }).to_string()),
+    )?;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["pagination"]["total"], 10, "{after}");
+    assert_eq!(after["list"].as_array().map(Vec::len), Some(10), "{after}");
+    assert_eq!(super::listed_ids(host)?, kept, "the other 10 are left");
+
+    let (status, body) = host.call("DELETE", "/todos", None)?;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(host.call("GET", "/todos", None)?.1, json!([]));
+    Ok(())
+}
+
+/// A valid `POST /todos` body of just over 2 MiB: a short title, then 2 MiB of JSON whitespace.
+fn two_mib_todo() -> String {
+    format!(r#"{{"title":"roomy"{}}}"#, " ".repeat(2 << 20))
+}
+
+/// Run with `--max-body 3MiB`: the host's limit is the only one; the guest has no cap of its own.
+pub fn a_body_under_a_raised_host_limit_is_accepted(host: &Host) -> anyhow::Result<()> {
+    let created = host.request(
+        "POST",
+        "/todos",
+        Some(("application/json", &two_mib_todo())),
+    )?;
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(created.json()["title"], "roomy");
+    Ok(())
+}
+
+/// With the default limit (1 MiB) the same body is refused with 413 before the guest runs.
+pub fn the_same_body_under_the_default_limit_gets_413(host: &Host) -> anyhow::Result<()> {
+    let refused = host.request(
+        "POST",
+        "/todos",
+        Some(("application/json", &two_mib_todo())),
+    )?;
+    assert_eq!(refused.status, 413, "{}", refused.text());
+    assert!(refused.json()["error"].is_string(), "{}", refused.text());
+    assert_eq!(host.call("GET", "/todos", None)?.1, json!([]));
     Ok(())
 }

@@ -1,6 +1,10 @@
 //! A real headless Chromium, driven over the W3C WebDriver protocol through `chromedriver`
 //! (Debian's `chromium` and `chromium-driver`). The protocol is plain JSON over HTTP, so this
 //! small client needs nothing beyond the HTTP client the tests already use.
+//!
+//! Why not `fantoccini` or `thirtyfour`: both are async and bring their own HTTP stack (hyper or
+//! reqwest on tokio) beside the blocking `ureq` every other test speaks, to send the dozen
+//! commands these tests use. The whole protocol surface needed here fits in this file.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -8,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
 /// The key WebDriver uses for element references.
@@ -209,7 +215,9 @@ impl Browser {
     /// Saves a PNG screenshot of the page to `path`.
     pub fn screenshot(&self, path: &Path) -> anyhow::Result<()> {
         let shot = self.get(&self.session_path("/screenshot"))?;
-        let png = decode_base64(shot["value"].as_str().context("no screenshot data")?)?;
+        let png = BASE64
+            .decode(shot["value"].as_str().context("no screenshot data")?)
+            .context("the screenshot is not base64")?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -242,30 +250,4 @@ fn element(value: &Value) -> anyhow::Result<Element> {
             .with_context(|| format!("not an element: {value}"))?
             .to_string(),
     ))
-}
-
-fn decode_base64(text: &str) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut buffer = 0u32;
-    let mut bits = 0;
-    for byte in text
-        .bytes()
-        .filter(|b| !b.is_ascii_whitespace() && *b != b'=')
-    {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => bail!("not base64: {byte:?}"),
-        };
-        buffer = (buffer << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-        }
-    }
-    Ok(out)
 }

@@ -76,7 +76,7 @@ async fn run(svg_path: &str) -> anyhow::Result<()> {
 
     let store: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
     fill(store.as_ref(), 10).await?;
-    let host = Runtime::builder().store(store.clone()).build()?;
+    let host = Runtime::builder().backend(store.clone()).build()?;
 
     println!("\n### Per request, in process (memory store, 10 todos)\n");
     println!("| operation | wasm µs | native µs | ratio |\n|---|---|---|---|");
@@ -90,7 +90,7 @@ async fn run(svg_path: &str) -> anyhow::Result<()> {
         println!("| a hello component's whole request (the wasi:http floor) | {floor:.1} | | |");
     }
     let untuned = Runtime::builder()
-        .store(store.clone())
+        .backend(store.clone())
         .tuned_pool(false)
         .build()?;
     let before = per_op(2000, || untuned.instantiate_only()).await?;
@@ -134,7 +134,7 @@ async fn run(svg_path: &str) -> anyhow::Result<()> {
     for size in [10u64, 100, 1_000, 10_000, 100_000] {
         let store: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
         fill(store.as_ref(), size).await?;
-        let host = Runtime::builder().store(store).build()?;
+        let host = Runtime::builder().backend(store).build()?;
         // One answer holding every todo: past 10,000 it outgrows an instance's 64 MiB.
         let list = if size <= 10_000 {
             let list_ops = (200_000 / size).clamp(3, 1000) as usize;

@@ -25,62 +25,20 @@ mod generated {
 
 use generated::wasi::keyvalue0_2_0_draft::{atomics, batch, store};
 
-impl store::Host for KvView<'_> {
-    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, HostError> {
-        self.open_bucket(identifier)
-    }
+impl_common_keyvalue!(
+    store: store,
+    atomics: atomics,
+    batch: batch,
+    cursor: u64,
+    parse_cursor: Ok::<u64, HostError>,
+    format_cursor: std::convert::identity,
+    get_many: Values,
+    get_many_answer: values_as_they_are,
+);
 
-    fn convert_error(&mut self, err: HostError) -> wasmtime::Result<store::Error> {
-        Ok(match err.into_wit()? {
-            WitError::NoSuchStore => store::Error::NoSuchStore,
-            WitError::AccessDenied => store::Error::AccessDenied,
-            WitError::Other(message) => store::Error::Other(message),
-        })
-    }
-}
-
-impl store::HostBucket for KvView<'_> {
-    async fn get(
-        &mut self,
-        bucket: Resource<Bucket>,
-        key: String,
-    ) -> Result<Option<Vec<u8>>, HostError> {
-        KvView::get(self, &bucket, &key).await
-    }
-
-    async fn set(
-        &mut self,
-        bucket: Resource<Bucket>,
-        key: String,
-        value: Vec<u8>,
-    ) -> Result<(), HostError> {
-        KvView::set(self, &bucket, &key, &value).await
-    }
-
-    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), HostError> {
-        KvView::delete(self, &bucket, &key).await
-    }
-
-    async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, HostError> {
-        KvView::exists(self, &bucket, &key).await
-    }
-
-    async fn list_keys(
-        &mut self,
-        bucket: Resource<Bucket>,
-        cursor: Option<u64>,
-    ) -> Result<store::KeyResponse, HostError> {
-        let page = KvView::list_keys(self, &bucket, cursor).await?;
-        Ok(store::KeyResponse {
-            keys: page.keys,
-            cursor: page.cursor,
-        })
-    }
-
-    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
-        self.table.delete(bucket)?;
-        Ok(())
-    }
+/// This draft answers `get-many` as the backends do: per key, the key and value or nothing.
+fn values_as_they_are(_keys: Vec<String>, values: Values) -> Values {
+    values
 }
 
 impl atomics::Host for KvView<'_> {
@@ -102,41 +60,4 @@ impl atomics::Host for KvView<'_> {
             )))
         })
     }
-}
-
-impl batch::Host for KvView<'_> {
-    async fn get_many(
-        &mut self,
-        bucket: Resource<Bucket>,
-        keys: Vec<String>,
-    ) -> Result<Values, HostError> {
-        KvView::get_many(self, &bucket, &keys).await
-    }
-
-    async fn set_many(
-        &mut self,
-        bucket: Resource<Bucket>,
-        key_values: Vec<(String, Vec<u8>)>,
-    ) -> Result<(), HostError> {
-        KvView::set_many(self, &bucket, &key_values).await
-    }
-
-    async fn delete_many(
-        &mut self,
-        bucket: Resource<Bucket>,
-        keys: Vec<String>,
-    ) -> Result<(), HostError> {
-        KvView::delete_many(self, &bucket, &keys).await
-    }
-}
-
-/// Adds `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft` to `linker`.
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> KvView<'_>,
-) -> wasmtime::Result<()> {
-    store::add_to_linker::<_, HasKv>(linker, view)?;
-    atomics::add_to_linker::<_, HasKv>(linker, view)?;
-    batch::add_to_linker::<_, HasKv>(linker, view)?;
-    Ok(())
 }

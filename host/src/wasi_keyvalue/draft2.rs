@@ -9,7 +9,7 @@
 use wasmtime::component::{Linker, Resource};
 
 use super::{Bucket, HasKv, HostError, KvView, WitError};
-use crate::kv::{KvBackend, KvError};
+use crate::kv::{KvBackend, KvError, Values};
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -36,70 +36,36 @@ pub struct Cas {
     seen: Option<Vec<u8>>,
 }
 
-fn parse_cursor(cursor: Option<String>) -> Result<Option<u64>, HostError> {
-    cursor
-        .map(|text| {
-            text.parse::<u64>().map_err(|_| {
-                HostError::Backend(KvError(format!(
-                    "'{text}' is not a cursor this host gave out"
-                )))
-            })
-        })
-        .transpose()
+/// This draft's cursors are strings; ours carry the backend's `u64`.
+fn parse_cursor(text: String) -> Result<u64, HostError> {
+    text.parse::<u64>().map_err(|_| {
+        HostError::Backend(KvError(format!(
+            "'{text}' is not a cursor this host gave out"
+        )))
+    })
 }
 
-impl store::Host for KvView<'_> {
-    async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, HostError> {
-        self.open_bucket(identifier)
-    }
+impl_common_keyvalue!(
+    store: store,
+    atomics: atomics,
+    batch: batch,
+    cursor: String,
+    parse_cursor: parse_cursor,
+    format_cursor: format_cursor,
+    get_many: Vec<(String, Option<Vec<u8>>)>,
+    get_many_answer: pairs,
+);
 
-    fn convert_error(&mut self, err: HostError) -> wasmtime::Result<store::Error> {
-        to_store_error(err)
-    }
+fn format_cursor(cursor: u64) -> String {
+    cursor.to_string()
 }
 
-impl store::HostBucket for KvView<'_> {
-    async fn get(
-        &mut self,
-        bucket: Resource<Bucket>,
-        key: String,
-    ) -> Result<Option<Vec<u8>>, HostError> {
-        KvView::get(self, &bucket, &key).await
-    }
-
-    async fn set(
-        &mut self,
-        bucket: Resource<Bucket>,
-        key: String,
-        value: Vec<u8>,
-    ) -> Result<(), HostError> {
-        KvView::set(self, &bucket, &key, &value).await
-    }
-
-    async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), HostError> {
-        KvView::delete(self, &bucket, &key).await
-    }
-
-    async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, HostError> {
-        KvView::exists(self, &bucket, &key).await
-    }
-
-    async fn list_keys(
-        &mut self,
-        bucket: Resource<Bucket>,
-        cursor: Option<String>,
-    ) -> Result<store::KeyResponse, HostError> {
-        let page = KvView::list_keys(self, &bucket, parse_cursor(cursor)?).await?;
-        Ok(store::KeyResponse {
-            keys: page.keys,
-            cursor: page.cursor.map(|c| c.to_string()),
-        })
-    }
-
-    async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
-        self.table.delete(bucket)?;
-        Ok(())
-    }
+/// This draft answers `get-many` with `(key, option<value>)` for every key asked for.
+fn pairs(keys: Vec<String>, values: Values) -> Vec<(String, Option<Vec<u8>>)> {
+    keys.into_iter()
+        .zip(values)
+        .map(|(key, found)| (key, found.map(|(_, value)| value)))
+        .collect()
 }
 
 impl atomics::Host for KvView<'_> {
@@ -119,7 +85,9 @@ impl atomics::Host for KvView<'_> {
     ) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let handle = self.table.delete(cas)?;
         if let Err(err) = self.budget.check_value(&handle.key, &value) {
-            return Ok(Err(atomics::CasError::StoreError(to_store_error(err)?)));
+            return Ok(Err(atomics::CasError::StoreError(
+                store::Host::convert_error(self, err)?,
+            )));
         }
         let swapped = handle
             .backend
@@ -132,19 +100,11 @@ impl atomics::Host for KvView<'_> {
                 let again = self.table.push(handle)?;
                 Ok(Err(atomics::CasError::CasFailed(again)))
             }
-            Err(err) => Ok(Err(atomics::CasError::StoreError(to_store_error(
-                err.into(),
-            )?))),
+            Err(err) => Ok(Err(atomics::CasError::StoreError(
+                store::Host::convert_error(self, err.into())?,
+            ))),
         }
     }
-}
-
-fn to_store_error(err: HostError) -> wasmtime::Result<store::Error> {
-    Ok(match err.into_wit()? {
-        WitError::NoSuchStore => store::Error::NoSuchStore,
-        WitError::AccessDenied => store::Error::AccessDenied,
-        WitError::Other(message) => store::Error::Other(message),
-    })
 }
 
 impl atomics::HostCas for KvView<'_> {
@@ -171,46 +131,4 @@ impl atomics::HostCas for KvView<'_> {
         self.table.delete(cas)?;
         Ok(())
     }
-}
-
-impl batch::Host for KvView<'_> {
-    async fn get_many(
-        &mut self,
-        bucket: Resource<Bucket>,
-        keys: Vec<String>,
-    ) -> Result<Vec<(String, Option<Vec<u8>>)>, HostError> {
-        let values = KvView::get_many(self, &bucket, &keys).await?;
-        Ok(keys
-            .into_iter()
-            .zip(values)
-            .map(|(key, found)| (key, found.map(|(_, value)| value)))
-            .collect())
-    }
-
-    async fn set_many(
-        &mut self,
-        bucket: Resource<Bucket>,
-        key_values: Vec<(String, Vec<u8>)>,
-    ) -> Result<(), HostError> {
-        KvView::set_many(self, &bucket, &key_values).await
-    }
-
-    async fn delete_many(
-        &mut self,
-        bucket: Resource<Bucket>,
-        keys: Vec<String>,
-    ) -> Result<(), HostError> {
-        KvView::delete_many(self, &bucket, &keys).await
-    }
-}
-
-/// Adds `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft2` to `linker`.
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> KvView<'_>,
-) -> wasmtime::Result<()> {
-    store::add_to_linker::<_, HasKv>(linker, view)?;
-    atomics::add_to_linker::<_, HasKv>(linker, view)?;
-    batch::add_to_linker::<_, HasKv>(linker, view)?;
-    Ok(())
 }

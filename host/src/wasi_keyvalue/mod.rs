@@ -19,6 +19,130 @@
 //! with a [`KvLimitBroken`] trap, which the host answers itself (413 for a value too large, 500
 //! for the rest) and logs as the component's fault, not as an outage.
 
+/// What both drafts' generated traits spell alike, delegated to [`KvView`]: `store` (`open`,
+/// the one error mapping), the bucket's `get`/`set`/`delete`/`exists`/`list-keys`/`drop`,
+/// `batch`, and the draft's `add_to_linker`. Each draft's module invokes it with its generated modules; what
+/// differs it writes itself (counters, compare-and-swap) or names here: its cursor type and the
+/// functions that turn it into and from the backend's `u64`, and the shape of its `get-many`
+/// answer.
+macro_rules! impl_common_keyvalue {
+    (
+        store: $store:ident,
+        atomics: $atomics:ident,
+        batch: $batch:ident,
+        cursor: $cursor:ty,
+        parse_cursor: $parse_cursor:path,
+        format_cursor: $format_cursor:path,
+        get_many: $get_many:ty,
+        get_many_answer: $get_many_answer:path $(,)?
+    ) => {
+        impl $store::Host for KvView<'_> {
+            async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, HostError> {
+                self.open_bucket(identifier)
+            }
+
+            fn convert_error(&mut self, err: HostError) -> wasmtime::Result<$store::Error> {
+                Ok(match err.into_wit()? {
+                    WitError::NoSuchStore => $store::Error::NoSuchStore,
+                    WitError::AccessDenied => $store::Error::AccessDenied,
+                    WitError::Other(message) => $store::Error::Other(message),
+                })
+            }
+        }
+
+        impl $store::HostBucket for KvView<'_> {
+            async fn get(
+                &mut self,
+                bucket: Resource<Bucket>,
+                key: String,
+            ) -> Result<Option<Vec<u8>>, HostError> {
+                KvView::get(self, &bucket, &key).await
+            }
+
+            async fn set(
+                &mut self,
+                bucket: Resource<Bucket>,
+                key: String,
+                value: Vec<u8>,
+            ) -> Result<(), HostError> {
+                KvView::set(self, &bucket, &key, &value).await
+            }
+
+            async fn delete(
+                &mut self,
+                bucket: Resource<Bucket>,
+                key: String,
+            ) -> Result<(), HostError> {
+                KvView::delete(self, &bucket, &key).await
+            }
+
+            async fn exists(
+                &mut self,
+                bucket: Resource<Bucket>,
+                key: String,
+            ) -> Result<bool, HostError> {
+                KvView::exists(self, &bucket, &key).await
+            }
+
+            async fn list_keys(
+                &mut self,
+                bucket: Resource<Bucket>,
+                cursor: Option<$cursor>,
+            ) -> Result<$store::KeyResponse, HostError> {
+                let cursor = cursor.map($parse_cursor).transpose()?;
+                let page = KvView::list_keys(self, &bucket, cursor).await?;
+                Ok($store::KeyResponse {
+                    keys: page.keys,
+                    cursor: page.cursor.map($format_cursor),
+                })
+            }
+
+            async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
+                self.table.delete(bucket)?;
+                Ok(())
+            }
+        }
+
+        impl $batch::Host for KvView<'_> {
+            async fn get_many(
+                &mut self,
+                bucket: Resource<Bucket>,
+                keys: Vec<String>,
+            ) -> Result<$get_many, HostError> {
+                let values = KvView::get_many(self, &bucket, &keys).await?;
+                Ok($get_many_answer(keys, values))
+            }
+
+            async fn set_many(
+                &mut self,
+                bucket: Resource<Bucket>,
+                key_values: Vec<(String, Vec<u8>)>,
+            ) -> Result<(), HostError> {
+                KvView::set_many(self, &bucket, &key_values).await
+            }
+
+            async fn delete_many(
+                &mut self,
+                bucket: Resource<Bucket>,
+                keys: Vec<String>,
+            ) -> Result<(), HostError> {
+                KvView::delete_many(self, &bucket, &keys).await
+            }
+        }
+
+        /// Adds this draft's `wasi:keyvalue/{store,atomics,batch}` to `linker`.
+        pub fn add_to_linker<T: Send + 'static>(
+            linker: &mut Linker<T>,
+            view: fn(&mut T) -> KvView<'_>,
+        ) -> wasmtime::Result<()> {
+            $store::add_to_linker::<_, HasKv>(linker, view)?;
+            $atomics::add_to_linker::<_, HasKv>(linker, view)?;
+            $batch::add_to_linker::<_, HasKv>(linker, view)?;
+            Ok(())
+        }
+    };
+}
+
 pub mod draft;
 pub mod draft2;
 
