@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::kv::BackendConfig;
-use crate::limits::{self, KvLimits, Limits, parse_duration, parse_size};
+use crate::limits::{self, ConnectionLimits, KvLimits, Limits, parse_duration, parse_size};
 
 /// Where the server listens unless told otherwise: loopback, so a first run exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3001";
@@ -96,6 +96,27 @@ pub struct Cli {
     #[arg(long, global = true, env = "TODO_HOST_QUEUE_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
     pub queue_timeout: Duration,
 
+    /// How long a client may take to send a request body; past it: 408. The body is read before
+    /// the request takes a concurrency slot.
+    #[arg(long, global = true, env = "TODO_HOST_BODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// How long a connection may take to send a request head, and may sit idle between
+    /// requests; past it the connection is closed.
+    #[arg(long, global = true, env = "TODO_HOST_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Connections open at once; more wait in the listen backlog [default: 10000, or less when
+    /// the descriptor limit (`ulimit -n`) is lower].
+    #[arg(long, global = true, env = "TODO_HOST_MAX_CONNECTIONS", value_parser = parse_connections)]
+    pub max_connections: Option<usize>,
+
+    /// The base URL clients reach this host by (`https://todo.example.com`), when it runs behind
+    /// a proxy: absolute URLs in answers (`url`, `Location`) use it instead of the request's
+    /// `Host`.
+    #[arg(long, global = true, env = "TODO_HOST_PUBLIC_URL", value_name = "URL", value_parser = parse_public_url)]
+    pub public_url: Option<http::uri::Uri>,
+
     /// Largest value a guest may store under one key.
     #[arg(long, global = true, env = "TODO_HOST_KV_MAX_VALUE", default_value = "1MiB", value_parser = parse_size)]
     pub kv_max_value: usize,
@@ -117,6 +138,34 @@ pub struct Cli {
 /// A `--store` URL, parsed and checked at once (see [`BackendConfig::from_url`]).
 fn parse_store(url: &str) -> Result<BackendConfig, String> {
     BackendConfig::from_url(url).map_err(|err| format!("{err:#}"))
+}
+
+/// A connection cap: at least 1.
+fn parse_connections(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("'{text}' is not a connection count of 1 or more")),
+    }
+}
+
+/// A base URL: `http` or `https`, an authority, no path, query or user info.
+fn parse_public_url(text: &str) -> Result<http::uri::Uri, String> {
+    let uri: http::uri::Uri = text
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|err| format!("'{text}' is not a URL: {err}"))?;
+    let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+    let authority_ok = uri
+        .authority()
+        .is_some_and(|a| !a.as_str().contains('@') && !a.host().is_empty());
+    let bare = uri.path_and_query().is_none_or(|pq| pq.as_str() == "/");
+    if scheme_ok && authority_ok && bare {
+        Ok(uri)
+    } else {
+        Err(format!(
+            "'{text}' is not a base URL: use http(s)://HOST[:PORT], with no path, query or user"
+        ))
+    }
 }
 
 /// A concurrency limit: at least 1, and few enough that the instance pool fits in memory maps.
@@ -166,6 +215,9 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     pub reuse_port: bool,
     pub limits: Limits,
+    pub connections: ConnectionLimits,
+    /// Absolute URLs in answers use this base instead of the request's `Host`.
+    pub public_url: Option<http::uri::Uri>,
     pub shutdown_grace: Duration,
     /// An app manifest, for `todo-host up`; `None`: the single component of the command line.
     pub app: Option<AppSource>,
@@ -191,6 +243,7 @@ impl From<Cli> for Config {
                 max_response: cli.max_response,
                 max_concurrency: cli.max_concurrency,
                 queue_timeout: cli.queue_timeout,
+                body_timeout: cli.body_timeout,
                 kv: KvLimits {
                     max_value: cli.kv_max_value,
                     max_batch_keys: cli.kv_max_batch_keys,
@@ -198,6 +251,13 @@ impl From<Cli> for Config {
                 },
                 ..Limits::default()
             },
+            connections: ConnectionLimits {
+                header_timeout: cli.header_timeout,
+                max_connections: cli
+                    .max_connections
+                    .unwrap_or(limits::DEFAULT_MAX_CONNECTIONS),
+            },
+            public_url: cli.public_url,
             shutdown_grace: cli.shutdown_grace,
             app: cli.command.map(
                 |Command::Up {
@@ -226,6 +286,8 @@ impl Default for Config {
             cache_dir: None,
             reuse_port: false,
             limits: Limits::default(),
+            connections: ConnectionLimits::default(),
+            public_url: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             app: None,
         }
@@ -250,5 +312,18 @@ mod tests {
         assert!(err.to_string().contains("'lots'"), "{err}");
         let err = Cli::try_parse_from(["todo-host", "--store", "mongo://x"]).unwrap_err();
         assert!(err.to_string().contains("'mongo'"), "{err}");
+        for bad in ["ftp://x", "https://x/path", "https://u@x", "x"] {
+            let err = Cli::try_parse_from(["todo-host", "--public-url", bad]).unwrap_err();
+            assert!(err.to_string().contains(&format!("'{bad}'")), "{err}");
+        }
+        let ok = Config::from(Cli::parse_from([
+            "todo-host",
+            "--public-url",
+            "https://t.example/",
+        ]));
+        assert_eq!(
+            ok.public_url.map(|u| u.to_string()),
+            Some("https://t.example/".to_string())
+        );
     }
 }

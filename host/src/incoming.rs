@@ -1,6 +1,7 @@
 //! What the host reads of a request before any guest code runs: the request head is checked
-//! (URI and header size: 414/431) and the body read up to its limit (413), so that a client that
-//! sends too much costs the host no instance.
+//! (URI and header size: 414/431; `Host`: 400) and the body read up to its limit (413) and its
+//! deadline (408). This happens before the request takes a concurrency slot, so a client that
+//! sends too much, too slowly or nonsense costs the host no instance and blocks no one.
 
 use std::time::Duration;
 
@@ -47,13 +48,24 @@ where
             ),
         ));
     }
+    check_host(&request)?;
     let declared = request
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     let (parts, body) = request.into_parts();
-    let body = match read_body(body, limits.max_body, declared).await {
+    let reading = read_body(body, limits.max_body, declared);
+    let Ok(read) = tokio::time::timeout(limits.body_timeout, reading).await else {
+        return Err(Refusal::new(
+            408,
+            format!(
+                "the request body did not arrive within {}",
+                humantime::format_duration(limits.body_timeout)
+            ),
+        ));
+    };
+    let body = match read {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
             return Err(Refusal::new(
@@ -69,6 +81,47 @@ where
         }
     };
     Ok(hyper::Request::from_parts(parts, Full::new(body)))
+}
+
+/// RFC 9112 §3.2: a request carries exactly one `Host`, and it is a valid authority
+/// (`host[:port]`, no user info); otherwise 400. Absolute URLs in answers (`url`, `Location`) are
+/// built from it, so a forged one (`a b`, `x/y?z`, `"><script>`) must never reach the guest.
+fn check_host<B>(request: &hyper::Request<B>) -> Result<(), Refusal> {
+    let mut hosts = request.headers().get_all(hyper::header::HOST).iter();
+    let (first, second) = (hosts.next(), hosts.next());
+    if second.is_some() {
+        return Err(Refusal::new(
+            400,
+            "the request has more than one Host header".to_string(),
+        ));
+    }
+    let Some(host) = first else {
+        // HTTP/1.0 may omit it, but `wasi:http` hands the guest an authority, and answers
+        // carry absolute URLs: without one (here or in an absolute-form target) there is none.
+        if request.uri().authority().is_none() {
+            return Err(Refusal::new(
+                400,
+                "the request needs a Host header".to_string(),
+            ));
+        }
+        return Ok(());
+    };
+    let valid = host
+        .to_str()
+        .ok()
+        .and_then(|text| text.parse::<http::uri::Authority>().ok())
+        .is_some_and(|authority| !authority.host().is_empty() && !authority.as_str().contains('@'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            400,
+            format!(
+                "the Host header {:?} is not a valid host[:port]",
+                String::from_utf8_lossy(host.as_bytes())
+            ),
+        ))
+    }
 }
 
 /// How much of an oversized body the host reads and discards before it answers 413. A client

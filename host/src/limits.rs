@@ -9,6 +9,9 @@
 //! | response body size | 500 JSON: the guest's answer is dropped |
 //! | concurrent requests | a short wait, then 503 JSON with `Retry-After` |
 //! | URI and header size | 414 / 431 JSON before the guest runs |
+//! | time to send the request head, and idle time between requests on a connection | the connection is closed (no answer: there is no request yet) |
+//! | time to send the request body | 408 JSON; a body still arriving holds no instance and no concurrency slot |
+//! | open connections | new connections wait in the listen backlog until one closes |
 //! | KV value size | the instance is stopped: 413 JSON, logged as the component's fault |
 //! | KV bytes read per request | the instance is stopped: 500 JSON, logged as the component's fault |
 //! | KV keys per backend round trip | nothing: a larger batch is split into several round trips |
@@ -31,6 +34,19 @@ pub const DEFAULT_MAX_RESPONSE: usize = 16 << 20;
 pub const DEFAULT_MAX_CONCURRENCY: usize = 512;
 /// How long a request waits for a free slot before it is refused with 503.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a client may take to send a request body. It is read before the request takes a
+/// concurrency slot, so a client that stalls holds only its own connection; 10 s lets a slow
+/// mobile link send a megabyte.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may take to send a request head, counted from the moment it waits for
+/// one: so it is also how long a keep-alive connection may sit idle between requests. Browsers
+/// reopen idle connections freely; 10 s keeps a flood of half-sent heads from holding
+/// descriptors for long.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections open at once. Each costs a file descriptor and a few KiB; past the cap, new
+/// connections wait in the kernel's listen backlog instead of failing. The process's
+/// descriptor limit (`ulimit -n`) lowers it at start-up if it is smaller.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// The longest request target (path and query). Browsers and proxies commonly stop at 8 KiB.
 pub const DEFAULT_MAX_URI: usize = 8 << 10;
 /// The most header bytes (names and values) a request may carry.
@@ -60,7 +76,24 @@ pub struct Limits {
     pub queue_timeout: Duration,
     pub max_uri: usize,
     pub max_headers: usize,
+    pub body_timeout: Duration,
     pub kv: KvLimits,
+}
+
+/// What a connection may hold, before any request exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
 }
 
 /// What one request may do with the key-value store.
@@ -82,6 +115,7 @@ impl Default for Limits {
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
             max_uri: DEFAULT_MAX_URI,
             max_headers: DEFAULT_MAX_HEADERS,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             kv: KvLimits::default(),
         }
     }

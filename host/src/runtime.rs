@@ -48,6 +48,8 @@ pub struct Runtime {
     routes: RouteTable<Arc<LoadedComponent>>,
     admission: Admission,
     limits: Limits,
+    /// Scheme and authority that answers' absolute URLs use instead of the request's.
+    public_url: Option<http::uri::Uri>,
 }
 
 /// One component, compiled and linked, with what its instances may reach.
@@ -117,7 +119,15 @@ impl Runtime {
             routes,
             admission,
             limits,
+            public_url: None,
         }
+    }
+
+    /// Makes every request look addressed to `base` (`https://todo.example.com`), for a host
+    /// behind a proxy: the component builds absolute URLs from it, whatever `Host` said.
+    pub fn with_public_url(mut self, base: Option<http::uri::Uri>) -> Self {
+        self.public_url = base;
+        self
     }
 
     /// Serves one request with a fresh instance of the component its path routes to. Every
@@ -132,10 +142,7 @@ impl Runtime {
         let uri = request.uri().clone();
         let result = match self.routes.pick(uri.path()) {
             None => Err(Refusal::no_route(uri.path())),
-            Some(component) => match self.admission.admit().await {
-                Some(slot) => self.serve(component, request, slot).await,
-                None => Err(Refusal::busy(self.admission.capacity())),
-            },
+            Some(component) => self.admit_and_serve(component, request).await,
         };
         result.unwrap_or_else(|refusal| {
             let _request = tracing::warn_span!("request", %method, %uri).entered();
@@ -162,18 +169,35 @@ impl Runtime {
         component.mount.as_ref().map(|(dir, _)| dir.as_path())
     }
 
-    async fn serve<B>(
+    /// Reads the request (no slot is held while a client sends), takes a slot, serves it.
+    async fn admit_and_serve<B>(
         &self,
         component: &LoadedComponent,
         request: hyper::Request<B>,
-        slot: Slot,
     ) -> Result<hyper::Response<HyperOutgoingBody>, Refusal>
     where
         B: hyper::body::Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
+        let mut request = read_request(request, &self.limits).await?;
+        let scheme = match &self.public_url {
+            Some(base) => address_to(&mut request, base),
+            None => Scheme::Http,
+        };
+        let Some(slot) = self.admission.admit().await else {
+            return Err(Refusal::busy(self.admission.capacity()));
+        };
+        self.serve(component, request, scheme, slot).await
+    }
+
+    async fn serve(
+        &self,
+        component: &LoadedComponent,
+        request: hyper::Request<http_body_util::Full<Bytes>>,
+        scheme: Scheme,
+        slot: Slot,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, Refusal> {
         let deadline = Instant::now() + self.limits.request_timeout;
-        let request = read_request(request, &self.limits).await?;
 
         let mut store = component
             .new_store(&self.limits, deadline)
@@ -182,7 +206,7 @@ impl Runtime {
         let incoming = store
             .data_mut()
             .http()
-            .new_incoming_request(Scheme::Http, request)
+            .new_incoming_request(scheme, request)
             .map_err(|err| {
                 Refusal::new(400, format!("the request cannot be handed over: {err}"))
             })?;
@@ -218,5 +242,28 @@ impl Runtime {
             // dropped the instance.
             Err(_) => Err(Refusal::deadline(self.limits.request_timeout)),
         }
+    }
+}
+
+/// Rewrites `request` as if addressed to `base`: its URI's scheme and authority and its `Host`
+/// header. Returns the scheme for `wasi:http`.
+fn address_to<B>(request: &mut hyper::Request<B>, base: &http::uri::Uri) -> Scheme {
+    let mut parts = request.uri().clone().into_parts();
+    parts.scheme = base.scheme().cloned();
+    parts.authority = base.authority().cloned();
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+    if let Some(authority) = base.authority()
+        && let Ok(value) = hyper::header::HeaderValue::from_str(authority.as_str())
+    {
+        request.headers_mut().insert(hyper::header::HOST, value);
+    }
+    match base.scheme_str() {
+        Some("https") => Scheme::Https,
+        _ => Scheme::Http,
     }
 }

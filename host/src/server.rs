@@ -13,13 +13,14 @@ use std::time::Duration;
 use anyhow::Context;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::app::{App, DEFAULT_STORE_LABEL};
 use crate::config::Config;
 use crate::kv::KvBackend;
+use crate::limits::ConnectionLimits;
 use crate::runtime::Runtime;
 
 /// A server that has validated its configuration and bound its socket, ready to [`Server::run`].
@@ -28,6 +29,7 @@ pub struct Server {
     runtime: Arc<Runtime>,
     /// What the start-up line says after the address.
     description: String,
+    connections: ConnectionLimits,
     shutdown_grace: Duration,
 }
 
@@ -49,7 +51,8 @@ impl Server {
             &backends,
             config.limits.clone(),
             config.cache_dir.as_deref(),
-        )?;
+        )?
+        .with_public_url(config.public_url.clone());
         let description = describe(app, &backends);
         let listener = listen(config.listen, config.reuse_port)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -57,6 +60,7 @@ impl Server {
             listener,
             runtime: Arc::new(runtime),
             description,
+            connections: within_descriptor_limit(config.connections),
             shutdown_grace: config.shutdown_grace,
         })
     }
@@ -79,7 +83,14 @@ impl Server {
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        run(self.listener, self.runtime, shutdown, self.shutdown_grace).await
+        run(
+            self.listener,
+            self.runtime,
+            self.connections,
+            shutdown,
+            self.shutdown_grace,
+        )
+        .await
     }
 }
 
@@ -126,6 +137,29 @@ fn describe(app: &App, backends: &HashMap<String, Arc<dyn KvBackend>>) -> String
     )
 }
 
+/// Descriptors kept free for what is not a connection: the store's files and sockets, the
+/// artifact cache, logs.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// `limits` with `max_connections` lowered to what the process's descriptor limit allows, so
+/// that the cap, not `accept` failing with "too many open files", is what holds connections back.
+fn within_descriptor_limit(mut limits: ConnectionLimits) -> ConnectionLimits {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    if let Some(soft) = soft {
+        let allowed = soft.saturating_sub(RESERVED_DESCRIPTORS).max(1);
+        let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
+        if allowed < limits.max_connections {
+            tracing::warn!(
+                max_connections = allowed,
+                asked = limits.max_connections,
+                "the descriptor limit (ulimit -n {soft}) lowers --max-connections"
+            );
+            limits.max_connections = allowed;
+        }
+    }
+    limits
+}
+
 /// How many connections may wait to be accepted: enough for a burst of 200 clients at once.
 const LISTEN_BACKLOG: u32 = 1024;
 
@@ -147,15 +181,30 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, lets in-flight requests
 /// finish for up to `grace`, and returns.
+///
+/// At most `connections.max_connections` are open at once: the loop takes a slot before it
+/// accepts, so past the cap new connections wait in the kernel's backlog. Each connection must
+/// send a request head within `connections.header_timeout` of waiting for one (which also
+/// closes idle keep-alive connections), or it is closed.
 pub async fn run(
     listener: TcpListener,
     runtime: Arc<Runtime>,
+    connections: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
 ) -> anyhow::Result<()> {
     let graceful = GracefulShutdown::new();
+    let open = Arc::new(tokio::sync::Semaphore::new(connections.max_connections));
+    let mut http = http1::Builder::new();
+    http.keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(connections.header_timeout);
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = open.clone().acquire_owned() => slot?,
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -170,11 +219,11 @@ pub async fn run(
         };
         // Small JSON answers go out at once instead of waiting for Nagle's algorithm to batch them.
         let _ = stream.set_nodelay(true);
-        let connection = http1::Builder::new()
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service(runtime.clone(), peer));
+        let connection =
+            http.serve_connection(TokioIo::new(stream), service(runtime.clone(), peer));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(err) = connection.await {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
