@@ -16,8 +16,8 @@ use crate::app::{App, KvGrant, PUBLIC_MOUNT};
 use crate::engine::{self, ComponentSource};
 use crate::kv::{KvBackend, memory::MemoryBackend};
 use crate::limits::Limits;
-use crate::routes::{Route, RouteTable};
-use crate::runtime::{LoadedComponent, Runtime};
+use crate::routes::Route;
+use crate::runtime::{Deployment, LoadedComponent, Runtime};
 use crate::state::RequestState;
 use crate::wasi_keyvalue::{self, KvAccess};
 
@@ -121,17 +121,23 @@ impl RuntimeBuilder {
             .kv_access
             .unwrap_or_else(|| KvAccess::AnyBucket(Arc::new(MemoryBackend::new())));
         let (engine, linker) = start_engine(&self.limits, self.tuned_pool)?;
+        let every_path = Route::Prefix(String::new());
         let component = load_component(
             &engine,
             &linker,
             "component",
             &self.component,
+            &every_path,
             self.cache_dir.as_deref(),
             kv_access,
             self.mount,
         )?;
+        let deployment = Deployment::new(vec![(Arc::new(component), vec![every_path])]);
         Ok(Runtime::new(
-            RouteTable::new(vec![(Route::Prefix(String::new()), Arc::new(component))]),
+            engine,
+            linker,
+            self.cache_dir,
+            deployment,
             admission(&self.limits),
             self.limits,
         ))
@@ -148,47 +154,85 @@ impl Runtime {
         cache_dir: Option<&Path>,
     ) -> anyhow::Result<Self> {
         let (engine, linker) = start_engine(&limits, true)?;
-        let mut routes = Vec::new();
-        for component in &app.components {
-            let backend = |label: &str| {
-                backends.get(label).cloned().with_context(|| {
-                    format!(
-                        "component '{}' uses key-value store '{label}', which is not open",
-                        component.id
-                    )
-                })
-            };
-            let kv_access = match &component.key_value {
-                KvGrant::AnyBucketIn(label) => KvAccess::AnyBucket(backend(label)?),
-                KvGrant::Labels(labels) => KvAccess::Labels(
-                    labels
-                        .iter()
-                        .map(|label| Ok((label.clone(), backend(label)?)))
-                        .collect::<anyhow::Result<_>>()?,
-                ),
-            };
-            let loaded = Arc::new(load_component(
-                &engine,
-                &linker,
-                &component.id,
-                &component.source,
-                cache_dir,
-                kv_access,
-                component.files.clone(),
-            )?);
-            routes.extend(
-                component
-                    .routes
-                    .iter()
-                    .map(|route| (route.clone(), loaded.clone())),
-            );
-        }
+        let deployment = deployment(&engine, &linker, app, backends, cache_dir)?;
         Ok(Runtime::new(
-            RouteTable::new(routes),
+            engine,
+            linker,
+            cache_dir.map(Path::to_path_buf),
+            deployment,
             admission(&limits),
             limits,
         ))
     }
+
+    /// Loads `app` on this runtime's engine, off the request path (compiling takes a core for a
+    /// while), then [`Runtime::swap_in`]: the zero-downtime deploy. Fails, changing nothing,
+    /// when a component does not load, does not link, or fails its smoke request.
+    pub async fn reload(
+        &self,
+        app: &App,
+        backends: &HashMap<String, Arc<dyn KvBackend>>,
+    ) -> anyhow::Result<()> {
+        let (engine, linker, cache) = (
+            self.engine.clone(),
+            self.linker.clone(),
+            self.cache_dir.clone(),
+        );
+        let (app, backends) = (app.clone(), backends.clone());
+        let next = tokio::task::spawn_blocking(move || {
+            deployment(&engine, &linker, &app, &backends, cache.as_deref())
+        })
+        .await
+        .context("the loading task failed")??;
+        self.swap_in(next).await
+    }
+}
+
+/// The components of `app`, loaded and linked on `engine`, with their grants among `backends`.
+fn deployment(
+    engine: &Engine,
+    linker: &Linker<RequestState>,
+    app: &App,
+    backends: &HashMap<String, Arc<dyn KvBackend>>,
+    cache_dir: Option<&Path>,
+) -> anyhow::Result<Deployment> {
+    let mut components = Vec::new();
+    for component in &app.components {
+        let backend = |label: &str| {
+            backends.get(label).cloned().with_context(|| {
+                format!(
+                    "component '{}' uses key-value store '{label}', which is not open",
+                    component.id
+                )
+            })
+        };
+        let kv_access = match &component.key_value {
+            KvGrant::AnyBucketIn(label) => KvAccess::AnyBucket(backend(label)?),
+            KvGrant::Labels(labels) => KvAccess::Labels(
+                labels
+                    .iter()
+                    .map(|label| Ok((label.clone(), backend(label)?)))
+                    .collect::<anyhow::Result<_>>()?,
+            ),
+        };
+        let first_route = component
+            .routes
+            .first()
+            .cloned()
+            .unwrap_or(Route::Prefix(String::new()));
+        let loaded = load_component(
+            engine,
+            linker,
+            &component.id,
+            &component.source,
+            &first_route,
+            cache_dir,
+            kv_access,
+            component.files.clone(),
+        )?;
+        components.push((Arc::new(loaded), component.routes.clone()));
+    }
+    Ok(Deployment::new(components))
 }
 
 /// The one engine and linker of a runtime, and its epoch ticker.
@@ -210,11 +254,13 @@ fn admission(limits: &Limits) -> Admission {
 }
 
 /// Compiles (or loads from `cache`) the component of `source` and resolves its imports.
+#[allow(clippy::too_many_arguments)] // Each is one part of what a loaded component is.
 fn load_component(
     engine: &Engine,
     linker: &Linker<RequestState>,
     id: &str,
     source: &ComponentSource,
+    first_route: &Route,
     cache: Option<&Path>,
     kv_access: KvAccess,
     mount: Option<(PathBuf, String)>,
@@ -225,7 +271,7 @@ fn load_component(
         }
         ComponentSource::Wasm(_) => format!("cannot load component '{id}'"),
     };
-    let compiled = engine::load(engine, source, cache).with_context(describe)?;
+    let (compiled, hash) = engine::load_identified(engine, source, cache).with_context(describe)?;
     let instance_pre = linker
         .instantiate_pre(&compiled)
         .map_err(anyhow::Error::from)
@@ -235,5 +281,16 @@ fn load_component(
         .map_err(anyhow::Error::from)
         .context("the component does not export wasi:http/incoming-handler")
         .with_context(describe)?;
-    Ok(LoadedComponent::new(id.to_string(), pre, kv_access, mount))
+    let smoke_path = match first_route {
+        Route::Exact(path) => path.clone(),
+        Route::Prefix(prefix) => format!("{prefix}/"),
+    };
+    Ok(LoadedComponent::new(
+        id.to_string(),
+        hash,
+        smoke_path,
+        pre,
+        kv_access,
+        mount,
+    ))
 }

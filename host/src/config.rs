@@ -111,6 +111,21 @@ pub struct Cli {
     #[arg(long, global = true, env = "TODO_HOST_MAX_CONNECTIONS", value_parser = parse_connections)]
     pub max_connections: Option<usize>,
 
+    /// Serve /metrics, /healthz, /readyz and POST /admin/reload on this address (off unless
+    /// given; keep it on loopback or a private interface: it is not authenticated).
+    #[arg(
+        long,
+        global = true,
+        env = "TODO_HOST_ADMIN_LISTEN",
+        value_name = "ADDR"
+    )]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// Log no line per request (the access log is on by default, at `info`, target
+    /// `todo_host::access`).
+    #[arg(long, global = true, env = "TODO_HOST_NO_ACCESS_LOG")]
+    pub no_access_log: bool,
+
     /// The base URL clients reach this host by (`https://todo.example.com`), when it runs behind
     /// a proxy: absolute URLs in answers (`url`, `Location`) use it instead of the request's
     /// `Host`.
@@ -218,6 +233,10 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// Absolute URLs in answers use this base instead of the request's `Host`.
     pub public_url: Option<http::uri::Uri>,
+    /// Where the admin listener listens; `None`: it does not.
+    pub admin_listen: Option<SocketAddr>,
+    /// One log line per request.
+    pub access_log: bool,
     pub shutdown_grace: Duration,
     /// An app manifest, for `todo-host up`; `None`: the single component of the command line.
     pub app: Option<AppSource>,
@@ -258,6 +277,8 @@ impl From<Cli> for Config {
                     .unwrap_or(limits::DEFAULT_MAX_CONNECTIONS),
             },
             public_url: cli.public_url,
+            admin_listen: cli.admin_listen,
+            access_log: !cli.no_access_log,
             shutdown_grace: cli.shutdown_grace,
             app: cli.command.map(
                 |Command::Up {
@@ -288,6 +309,8 @@ impl Default for Config {
             limits: Limits::default(),
             connections: ConnectionLimits::default(),
             public_url: None,
+            admin_listen: None,
+            access_log: true,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             app: None,
         }

@@ -90,19 +90,33 @@ pub fn load(
     source: &ComponentSource,
     cache: Option<&Path>,
 ) -> anyhow::Result<Component> {
+    load_identified(engine, source, cache).map(|(component, _)| component)
+}
+
+/// Like [`load`], with a hash of the component's bytes (16 hex digits): which build it is.
+pub fn load_identified(
+    engine: &Engine,
+    source: &ComponentSource,
+    cache: Option<&Path>,
+) -> anyhow::Result<(Component, String)> {
     let bytes = match source {
-        ComponentSource::Precompiled(path) => return deserialize(engine, path),
+        ComponentSource::Precompiled(path) => {
+            let artifact = std::fs::read(path)
+                .with_context(|| format!("cannot read precompiled component {}", path.display()))?;
+            return Ok((deserialize(engine, path)?, content_key(&artifact)));
+        }
         ComponentSource::Wasm(bytes) => std::borrow::Cow::Borrowed(bytes.as_slice()),
         ComponentSource::File(path) => std::borrow::Cow::Owned(
             std::fs::read(path)
                 .with_context(|| format!("cannot read component {}", path.display()))?,
         ),
     };
+    let hash = content_key(&bytes);
     let Some(dir) = cache else {
-        return compile(engine, &bytes);
+        return Ok((compile(engine, &bytes)?, hash));
     };
     let engine_key = engine_key(engine);
-    let path = dir.join(format!("{engine_key}-{}.cwasm", content_key(&bytes)));
+    let path = dir.join(format!("{engine_key}-{hash}.cwasm"));
     if path.exists() {
         match deserialize(engine, &path) {
             Ok(component) => {
@@ -111,7 +125,7 @@ pub fn load(
                     .write(true)
                     .open(&path)
                     .and_then(|file| file.set_modified(std::time::SystemTime::now()));
-                return Ok(component);
+                return Ok((component, hash));
             }
             Err(err) => {
                 tracing::warn!(path = %path.display(), error = format!("{err:#}"), "ignoring a bad cached artifact")
@@ -124,7 +138,7 @@ pub fn load(
         tracing::warn!(path = %path.display(), error = format!("{err:#}"), "cannot cache the compiled component");
     }
     evict_old_artifacts(dir, &engine_key);
-    Ok(component)
+    Ok((component, hash))
 }
 
 /// Removes all but the [`CACHED_ARTIFACTS_PER_ENGINE`] most recently used artifacts of this

@@ -12,6 +12,9 @@
 //! * [`builder`]: one engine, linker, epoch ticker and admission limit per process; each
 //!   component compiled (or loaded from the artifact cache, [`engine`]) and pre-instantiated.
 //! * [`routes`]: which component answers which path.
+//! * [`admin`]: the admin listener (metrics, health, readiness) and reloads (`SIGHUP`, `POST
+//!   /admin/reload`), which swap a new [`runtime::Deployment`] in without dropping a request;
+//!   [`metrics`]: what is counted.
 //!
 //! The request path, in the order a request meets it ([`runtime`] reads top to bottom):
 //! * [`admission`]: one concurrency limit for the whole host;
@@ -72,6 +75,7 @@
 //!    guest that traps, overruns its deadline or its memory still yields a well-formed 5xx.
 //! 5. The store is dropped: the instance, its memory and its resources are gone.
 
+pub mod admin;
 pub mod admission;
 pub mod app;
 pub mod builder;
@@ -82,6 +86,7 @@ pub mod incoming;
 pub mod kv;
 pub mod limits;
 pub mod manifest;
+pub mod metrics;
 pub mod refusal;
 pub mod routes;
 pub mod runtime;

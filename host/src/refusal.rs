@@ -20,6 +20,7 @@ pub struct Refusal {
     pub message: String,
     /// Whose fault it is, for the log: only the client's goes unlogged.
     pub fault: Fault,
+    reason: &'static str,
 }
 
 /// Who caused a refusal.
@@ -40,14 +41,21 @@ impl Refusal {
             status,
             message,
             fault: Fault::Client,
+            reason: "client",
         }
     }
 
     fn by(fault: Fault, status: u16, message: String) -> Self {
+        let reason = match fault {
+            Fault::Client => "client",
+            Fault::Component => "bad_answer",
+            Fault::Host => "host",
+        };
         Self {
             status,
             message,
             fault,
+            reason,
         }
     }
 
@@ -67,7 +75,7 @@ impl Refusal {
     }
 
     pub fn no_route(path: &str) -> Self {
-        Self::new(404, format!("no component serves {path}"))
+        Self::new(404, format!("no component serves {path}")).because("no_route")
     }
 
     pub fn busy(max_concurrency: usize) -> Self {
@@ -78,6 +86,7 @@ impl Refusal {
                 "the server is at its limit of {max_concurrency} concurrent requests; retry shortly"
             ),
         )
+        .because("admission")
     }
 
     pub fn deadline(timeout: Duration) -> Self {
@@ -85,6 +94,7 @@ impl Refusal {
             504,
             format!("the component did not finish within the {timeout:?} request deadline"),
         )
+        .because("timeout")
     }
 
     /// The refusal for a guest that ended as `outcome` after it `what` (e.g. "set no
@@ -100,22 +110,36 @@ impl Refusal {
                 format!(
                     "the component exceeded its memory limit of {limit} bytes and was stopped ({what})"
                 ),
-            );
+            )
+            .because("memory_limit");
         }
         if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             // The epoch deadline interrupted it.
             return Self::component(
                 504,
                 format!("the component ran past its deadline and was stopped ({what})"),
-            );
+            )
+            .because("timeout");
         }
         if let Some(broken) = err.downcast_ref::<KvLimitBroken>() {
             return Self::component(
                 broken.status,
                 format!("the component broke a key-value limit: {}", broken.message),
-            );
+            )
+            .because("kv_limit");
         }
-        Self::component(500, format!("the component failed: {err:#}"))
+        Self::component(500, format!("the component failed: {err:#}")).because("trap")
+    }
+
+    /// Why, in a word, for the `refusals` metric: `admission`, `timeout`, `memory_limit`,
+    /// `kv_limit`, `trap`, `bad_answer`, `no_route`, `host` or `client`.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+
+    fn because(mut self, reason: &'static str) -> Self {
+        self.reason = reason;
+        self
     }
 
     /// Logs what is not the client's fault, and answers.

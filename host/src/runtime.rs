@@ -5,6 +5,11 @@
 //! p2, `wasi:http` and our `wasi:keyvalue`, and per component a [`ProxyPre`] that has resolved
 //! every import in advance; one [`Admission`] limit for all of them.
 //!
+//! The components on their routes are a [`Deployment`], swapped whole by [`Runtime::reload`]: a
+//! request takes the deployment current when it starts and finishes on it, and every request
+//! that starts after the swap gets the new one. The engine, the instance pool and the admission
+//! limit stay: a reload costs no memory twice over and lets no extra request in.
+//!
 //! Per request ([`Runtime::handle`]), top to bottom:
 //! 1. the route picks a component (404 when none serves the path);
 //! 2. admission: a slot among `--max-concurrency`, or 503 after a short wait ([`crate::admission`]);
@@ -15,8 +20,9 @@
 //!    every failure becomes a JSON answer ([`crate::refusal`]);
 //! 6. the store is dropped: the instance, its memory and its resources are gone.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -30,6 +36,7 @@ use crate::admission::{Admission, Slot};
 use crate::exchange::Exchange;
 use crate::incoming::read_request;
 use crate::limits::Limits;
+use crate::metrics::{Metrics, route_group};
 use crate::refusal::{GuestOutcome, Refusal};
 use crate::routes::RouteTable;
 use crate::state::RequestState;
@@ -42,19 +49,56 @@ pub const TODO_COMPONENT: &[u8] = include_bytes!(env!("TODO_COMPONENT_WASM"));
 /// before it gives up on an instance that is stuck outside wasm, e.g. in a host call.
 const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// The engine's components on their routes, the admission limit and the per-request limits: all
-/// a request needs.
+/// The engine, the deployment of components, the admission limit and the per-request limits:
+/// all a request needs.
 pub struct Runtime {
-    routes: RouteTable<Arc<LoadedComponent>>,
+    /// The engine and linker every component of every deployment is loaded with.
+    pub(crate) engine: wasmtime::Engine,
+    pub(crate) linker: wasmtime::component::Linker<RequestState>,
+    pub(crate) cache_dir: Option<PathBuf>,
+    deployment: RwLock<Arc<Deployment>>,
     admission: Admission,
     limits: Limits,
     /// Scheme and authority that answers' absolute URLs use instead of the request's.
     public_url: Option<http::uri::Uri>,
+    metrics: Arc<Metrics>,
+    access_log: bool,
+}
+
+/// The components a runtime serves now, on their routes.
+pub struct Deployment {
+    routes: RouteTable<Arc<LoadedComponent>>,
+    components: Vec<Arc<LoadedComponent>>,
+}
+
+impl Deployment {
+    pub(crate) fn new(components: Vec<(Arc<LoadedComponent>, Vec<crate::routes::Route>)>) -> Self {
+        let mut routes = Vec::new();
+        for (component, on) in &components {
+            routes.extend(on.iter().map(|route| (route.clone(), component.clone())));
+        }
+        Self {
+            routes: RouteTable::new(routes),
+            components: components.into_iter().map(|(c, _)| c).collect(),
+        }
+    }
+
+    /// Each component's id and content hash.
+    pub fn identities(&self) -> Vec<(String, String)> {
+        self.components
+            .iter()
+            .map(|c| (c.id.clone(), c.hash.clone()))
+            .collect()
+    }
 }
 
 /// One component, compiled and linked, with what its instances may reach.
 pub struct LoadedComponent {
     pub id: String,
+    /// A hash of the component's bytes: which build this is.
+    pub hash: String,
+    /// Where a smoke request goes before this component is swapped in: its first route.
+    pub(crate) smoke_path: String,
     pre: ProxyPre<RequestState>,
     kv_access: Arc<KvAccess>,
     mount: Option<(PathBuf, String)>,
@@ -63,12 +107,16 @@ pub struct LoadedComponent {
 impl LoadedComponent {
     pub(crate) fn new(
         id: String,
+        hash: String,
+        smoke_path: String,
         pre: ProxyPre<RequestState>,
         kv_access: KvAccess,
         mount: Option<(PathBuf, String)>,
     ) -> Self {
         Self {
             id,
+            hash,
+            smoke_path,
             pre,
             kv_access: Arc::new(kv_access),
             mount,
@@ -82,12 +130,13 @@ impl LoadedComponent {
         &self,
         limits: &Limits,
         deadline: Instant,
+        kv_calls: Arc<AtomicU32>,
     ) -> wasmtime::Result<Store<RequestState>> {
         let mount = self
             .mount
             .as_ref()
             .map(|(dir, guest)| (dir.as_path(), guest.as_str()));
-        let state = RequestState::new(self.kv_access.clone(), limits, mount)?;
+        let state = RequestState::new(self.kv_access.clone(), limits, mount, kv_calls)?;
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| state.limiter());
         let deadline = deadline.into_std();
@@ -111,16 +160,110 @@ impl Runtime {
     }
 
     pub(crate) fn new(
-        routes: RouteTable<Arc<LoadedComponent>>,
+        engine: wasmtime::Engine,
+        linker: wasmtime::component::Linker<RequestState>,
+        cache_dir: Option<PathBuf>,
+        deployment: Deployment,
         admission: Admission,
         limits: Limits,
     ) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        for (id, hash) in deployment.identities() {
+            metrics.component_loaded(&id, &hash, None);
+        }
         Self {
-            routes,
+            engine,
+            linker,
+            cache_dir,
+            deployment: RwLock::new(Arc::new(deployment)),
             admission,
             limits,
             public_url: None,
+            metrics,
+            access_log: false,
         }
+    }
+
+    /// Counts into `metrics` (the registry the stores' meters also use) instead of its own.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        for (id, hash) in self.deployment().identities() {
+            metrics.component_loaded(&id, &hash, None);
+        }
+        self.metrics = metrics;
+        self
+    }
+
+    /// Logs one line per request (target `todo_host::access`, level info).
+    pub fn with_access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
+        self
+    }
+
+    /// The host's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The deployment serving now.
+    pub fn deployment(&self) -> Arc<Deployment> {
+        self.deployment
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Swaps in `next` after answering a smoke request with each of its components (a `GET` of
+    /// its first route, which must not be a 5xx): requests running finish on the deployment
+    /// they started with; every request after the swap gets `next`. A component that fails its
+    /// smoke request is refused, and the current deployment keeps serving.
+    pub async fn swap_in(&self, next: Deployment) -> anyhow::Result<()> {
+        for component in &next.components {
+            let request = hyper::Request::get(component.smoke_path.as_str())
+                .header(hyper::header::HOST, "localhost")
+                .body(http_body_util::Full::new(Bytes::new()))?;
+            let timings = Arc::new(Timings::default());
+            let answer = match self.admission.admit().await {
+                Some(slot) => {
+                    self.serve(component, request, Scheme::Http, slot, &timings)
+                        .await
+                }
+                None => Err(Refusal::busy(self.admission.capacity())),
+            };
+            let status = match answer {
+                Ok(response) => response.status().as_u16(),
+                Err(refusal) => {
+                    anyhow::bail!(
+                        "component '{}' failed its smoke request GET {}: {}",
+                        component.id,
+                        component.smoke_path,
+                        refusal.message
+                    )
+                }
+            };
+            anyhow::ensure!(
+                status < 500,
+                "component '{}' failed its smoke request GET {}: status {status}",
+                component.id,
+                component.smoke_path
+            );
+        }
+        let previous = std::mem::replace(
+            &mut *self
+                .deployment
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+            Arc::new(next),
+        );
+        let current = self.deployment();
+        for (id, hash) in current.identities() {
+            let old = previous
+                .identities()
+                .into_iter()
+                .find(|(old_id, _)| *old_id == id)
+                .map(|(_, old_hash)| old_hash);
+            self.metrics.component_loaded(&id, &hash, old.as_deref());
+        }
+        Ok(())
     }
 
     /// Makes every request look addressed to `base` (`https://todo.example.com`), for a host
@@ -138,35 +281,67 @@ impl Runtime {
         B: hyper::body::Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
+        let started = std::time::Instant::now();
         let method = request.method().clone();
         let uri = request.uri().clone();
-        let result = match self.routes.pick(uri.path()) {
+        let deployment = self.deployment();
+        let component = deployment.routes.pick(uri.path());
+        let timings = Arc::new(Timings::default());
+        self.metrics.in_flight.inc();
+        let result = match component {
             None => Err(Refusal::no_route(uri.path())),
-            Some(component) => self.admit_and_serve(component, request).await,
+            Some(component) => self.admit_and_serve(component, request, &timings).await,
         };
-        result.unwrap_or_else(|refusal| {
+        let response = result.unwrap_or_else(|refusal| {
+            self.metrics
+                .refusals
+                .get_or_create(&crate::metrics::RefusalLabels {
+                    reason: refusal.reason(),
+                })
+                .inc();
             let _request = tracing::warn_span!("request", %method, %uri).entered();
             refusal.into_response()
-        })
+        });
+        self.metrics.in_flight.dec();
+        let took = started.elapsed();
+        let status = response.status().as_u16();
+        self.metrics
+            .request_done(route_group(uri.path()), status, took);
+        if self.access_log {
+            tracing::info!(
+                target: "todo_host::access",
+                %method,
+                path = uri.path(),
+                status,
+                total_us = took.as_micros() as u64,
+                instantiate_us = timings.instantiate_ns.load(Ordering::Relaxed) / 1000,
+                guest_us = timings.guest_us(),
+                kv_calls = timings.kv_calls.load(Ordering::Relaxed),
+                component = component.map_or("", |c| c.hash.as_str()),
+            );
+        }
+        response
     }
 
     /// Creates one instance of the component at `/`, exactly as a request would, and drops it
     /// without calling it: what a request pays before the guest runs. For measurements.
     pub async fn instantiate_only(&self) -> anyhow::Result<()> {
-        let component = self
+        let deployment = self.deployment();
+        let component = deployment
             .routes
             .pick("/")
             .ok_or_else(|| anyhow::anyhow!("no component serves /"))?;
         let deadline = Instant::now() + self.limits.request_timeout;
-        let mut store = component.new_store(&self.limits, deadline)?;
+        let mut store = component.new_store(&self.limits, deadline, Arc::default())?;
         component.pre.instantiate_async(&mut store).await?;
         Ok(())
     }
 
     /// The host directory mounted into the component at `path`, if any.
-    pub fn mounted_dir(&self, path: &str) -> Option<&Path> {
-        let component = self.routes.pick(path)?;
-        component.mount.as_ref().map(|(dir, _)| dir.as_path())
+    pub fn mounted_dir(&self, path: &str) -> Option<PathBuf> {
+        let deployment = self.deployment();
+        let component = deployment.routes.pick(path)?;
+        component.mount.as_ref().map(|(dir, _)| dir.to_path_buf())
     }
 
     /// Reads the request (no slot is held while a client sends), takes a slot, serves it.
@@ -174,6 +349,7 @@ impl Runtime {
         &self,
         component: &LoadedComponent,
         request: hyper::Request<B>,
+        timings: &Arc<Timings>,
     ) -> Result<hyper::Response<HyperOutgoingBody>, Refusal>
     where
         B: hyper::body::Body<Data = Bytes> + Unpin,
@@ -187,7 +363,7 @@ impl Runtime {
         let Some(slot) = self.admission.admit().await else {
             return Err(Refusal::busy(self.admission.capacity()));
         };
-        self.serve(component, request, scheme, slot).await
+        self.serve(component, request, scheme, slot, timings).await
     }
 
     async fn serve(
@@ -196,11 +372,12 @@ impl Runtime {
         request: hyper::Request<http_body_util::Full<Bytes>>,
         scheme: Scheme,
         slot: Slot,
+        timings: &Arc<Timings>,
     ) -> Result<hyper::Response<HyperOutgoingBody>, Refusal> {
         let deadline = Instant::now() + self.limits.request_timeout;
 
         let mut store = component
-            .new_store(&self.limits, deadline)
+            .new_store(&self.limits, deadline, timings.kv_calls.clone())
             .map_err(|err| Refusal::host(format!("cannot prepare the instance: {err:#}")))?;
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store
@@ -216,17 +393,30 @@ impl Runtime {
             .new_response_outparam(sender)
             .map_err(|err| Refusal::host(format!("cannot prepare the response: {err}")))?;
         let pre = component.pre.clone();
+        let metrics = self.metrics.clone();
+        let guest_timings = timings.clone();
 
         // The instance, holding its slot; the store (and with it the instance) is dropped the
         // moment this future completes or is dropped.
         let guest = async move {
             let _slot = slot;
+            let started = std::time::Instant::now();
             let result = match pre.instantiate_async(&mut store).await {
                 Ok(proxy) => {
-                    proxy
+                    let instantiated = started.elapsed();
+                    guest_timings.instantiated(instantiated);
+                    metrics
+                        .instantiation_duration
+                        .observe(instantiated.as_secs_f64());
+                    let called = std::time::Instant::now();
+                    let result = proxy
                         .wasi_http_incoming_handler()
                         .call_handle(&mut store, incoming, outparam)
-                        .await
+                        .await;
+                    metrics
+                        .guest_duration
+                        .observe(called.elapsed().as_secs_f64());
+                    result
                 }
                 Err(err) => Err(err),
             };
@@ -236,7 +426,9 @@ impl Runtime {
             }
         };
         let answer = Exchange::new(guest).answer(receiver, self.limits.max_response);
-        match tokio::time::timeout_at(deadline + DEADLINE_MARGIN, answer).await {
+        let answered = tokio::time::timeout_at(deadline + DEADLINE_MARGIN, answer).await;
+        timings.answered();
+        match answered {
             Ok(result) => result,
             // Stuck outside wasm (a host call that never returns): dropping the future has
             // dropped the instance.
@@ -265,5 +457,58 @@ fn address_to<B>(request: &mut hyper::Request<B>, base: &http::uri::Uri) -> Sche
     match base.scheme_str() {
         Some("https") => Scheme::Https,
         _ => Scheme::Http,
+    }
+}
+
+/// What one request's access-log line tells of it, filled in as it goes.
+#[derive(Debug)]
+struct Timings {
+    /// When the request began, for the offsets below.
+    origin: std::time::Instant,
+    instantiate_ns: AtomicU64,
+    /// Offset (ns) at which the instance was ready, and at which its answer was complete.
+    ready_at_ns: AtomicU64,
+    answered_at_ns: AtomicU64,
+    kv_calls: Arc<AtomicU32>,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            origin: std::time::Instant::now(),
+            instantiate_ns: AtomicU64::new(0),
+            ready_at_ns: AtomicU64::new(0),
+            answered_at_ns: AtomicU64::new(0),
+            kv_calls: Arc::default(),
+        }
+    }
+}
+
+impl Timings {
+    fn since_origin(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn instantiated(&self, took: std::time::Duration) {
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.instantiate_ns.store(took, Ordering::Relaxed);
+        self.ready_at_ns
+            .store(self.since_origin(), Ordering::Relaxed);
+    }
+
+    fn answered(&self) {
+        self.answered_at_ns
+            .store(self.since_origin(), Ordering::Relaxed);
+    }
+
+    /// Time from the instance being ready to its answer being complete, in µs.
+    fn guest_us(&self) -> u64 {
+        let ready = self.ready_at_ns.load(Ordering::Relaxed);
+        let answered = self.answered_at_ns.load(Ordering::Relaxed);
+        if ready == 0 {
+            0
+        } else {
+            answered.saturating_sub(ready) / 1000
+        }
     }
 }

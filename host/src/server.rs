@@ -17,15 +17,19 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::admin::Control;
 use crate::app::{App, DEFAULT_STORE_LABEL};
 use crate::config::Config;
 use crate::kv::KvBackend;
 use crate::limits::ConnectionLimits;
+use crate::metrics::{MeteredBackend, Metrics};
 use crate::runtime::Runtime;
 
 /// A server that has validated its configuration and bound its socket, ready to [`Server::run`].
 pub struct Server {
     listener: TcpListener,
+    admin: Option<TcpListener>,
+    control: Arc<Control>,
     runtime: Arc<Runtime>,
     /// What the start-up line says after the address.
     description: String,
@@ -38,27 +42,48 @@ impl Server {
     /// in that order, so that a bad flag or a store that cannot open fails before anything
     /// listens.
     pub async fn bind(config: &Config, app: &App) -> anyhow::Result<Self> {
-        let mut backends: HashMap<String, Arc<dyn KvBackend>> = HashMap::new();
+        let metrics = Arc::new(Metrics::new());
+        let mut metered = HashMap::new();
         for (label, settings) in &app.backends {
             let backend = settings
                 .open()
                 .await
                 .with_context(|| format!("cannot open key-value store '{label}'"))?;
-            backends.insert(label.clone(), backend);
+            let backend = MeteredBackend::new(backend, metrics.clone(), label, settings.kind());
+            metered.insert(label.clone(), Arc::new(backend));
         }
+        let backends: HashMap<String, Arc<dyn KvBackend>> = metered
+            .iter()
+            .map(|(label, backend)| (label.clone(), backend.clone() as Arc<dyn KvBackend>))
+            .collect();
         let runtime = Runtime::for_app(
             app,
             &backends,
             config.limits.clone(),
             config.cache_dir.as_deref(),
         )?
-        .with_public_url(config.public_url.clone());
-        let description = describe(app, &backends);
+        .with_metrics(metrics)
+        .with_public_url(config.public_url.clone())
+        .with_access_log(config.access_log);
+        let runtime = Arc::new(runtime);
+        let mut description = describe(app, &backends);
         let listener = listen(config.listen, config.reuse_port)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let admin = match config.admin_listen {
+            Some(addr) => {
+                let admin = listen(addr, false)
+                    .with_context(|| format!("cannot listen on {addr} for the admin routes"))?;
+                description.push_str(&format!(", admin: http://{}/", admin.local_addr()?));
+                Some(admin)
+            }
+            None => None,
+        };
+        let control = Arc::new(Control::new(config.clone(), runtime.clone(), metered));
         Ok(Self {
             listener,
-            runtime: Arc::new(runtime),
+            admin,
+            control,
+            runtime,
             description,
             connections: within_descriptor_limit(config.connections),
             shutdown_grace: config.shutdown_grace,
@@ -81,8 +106,18 @@ impl Server {
         ))
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests.
+    /// What an operator can do to this server: readiness, reloads.
+    pub fn control(&self) -> &Arc<Control> {
+        &self.control
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests. The admin listener,
+    /// if any, serves beside it; `SIGHUP` reloads.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        if let Some(admin) = self.admin {
+            tokio::spawn(crate::admin::serve(admin, self.control.clone()));
+        }
+        crate::admin::reload_on_sighup(self.control.clone());
         run(
             self.listener,
             self.runtime,

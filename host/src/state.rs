@@ -31,11 +31,13 @@ pub struct RequestState {
 
 impl RequestState {
     /// Fresh state with access to `kv_access` and, read-only, to the `mount`ed directory (host
-    /// directory, guest path); nothing else, within `limits`.
+    /// directory, guest path); nothing else, within `limits`. Its key-value calls are counted in
+    /// `kv_calls`, for the access log.
     pub fn new(
         kv_access: Arc<KvAccess>,
         limits: &Limits,
         mount: Option<(&Path, &str)>,
+        kv_calls: Arc<std::sync::atomic::AtomicU32>,
     ) -> wasmtime::Result<Self> {
         // No environment, no arguments, no network (the builder denies sockets and name lookups
         // unless asked), no directories but the public one, read-only. Only stderr is
@@ -54,7 +56,7 @@ impl RequestState {
             http: WasiHttpCtx::new(),
             hooks: NoOutgoingHttp,
             kv_access,
-            kv_budget: KvBudget::new(limits.kv),
+            kv_budget: KvBudget::new(limits.kv, kv_calls),
             memory: MemoryLimit {
                 max: limits.max_memory,
                 hit: false,

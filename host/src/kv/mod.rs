@@ -6,7 +6,7 @@
 //! it:
 //! * [`memory`]: a process-local map; fast, gone when the process stops;
 //! * [`sqlite`]: one SQLite file (WAL); the durable embedded default;
-//! * [`redis`]: a Redis server shared by many host processes; the scale-out store.
+//! * [`redis`]: a Redis server shared by many host processes; the scale-out store;
 //!
 //! Adding a backend is its file plus one line in [`BACKENDS`]: `--store`, `todo-host up`'s
 //! runtime config, the `--help` text and every error message find it there.
@@ -170,12 +170,29 @@ pub trait BackendSettings: std::fmt::Debug + Send + Sync {
 /// Where a store lives, parsed and checked: what a `--store` URL and a runtime-config entry both
 /// become. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct BackendConfig(Arc<dyn BackendSettings>);
+pub struct BackendConfig {
+    settings: Arc<dyn BackendSettings>,
+    /// The backend's URL scheme (`sqlite`, `redis`, ...), for metrics and logs.
+    kind: &'static str,
+}
 
 impl BackendConfig {
     /// Wraps a backend's typed settings.
     pub fn new(settings: impl BackendSettings + 'static) -> Self {
-        Self(Arc::new(settings))
+        Self {
+            settings: Arc::new(settings),
+            kind: "",
+        }
+    }
+
+    /// The backend's kind: its URL scheme, e.g. `sqlite`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn of(mut self, backend: &Registration) -> Self {
+        self.kind = backend.scheme;
+        self
     }
 
     /// Parses a `--store` URL, e.g. `sqlite://todo.db` or `redis://127.0.0.1:6379`.
@@ -184,7 +201,7 @@ impl BackendConfig {
             bail!("store URL '{url}' has no scheme: use {}", url_shapes());
         };
         match BACKENDS.iter().find(|backend| backend.scheme == scheme) {
-            Some(backend) => (backend.from_url)(url),
+            Some(backend) => Ok((backend.from_url)(url)?.of(backend)),
             None => bail!(
                 "store URL '{url}' has unknown scheme '{scheme}': use {}",
                 url_shapes()
@@ -215,7 +232,7 @@ impl BackendConfig {
             .iter()
             .find(|backend| backend.runtime_config_types.contains(&kind.as_str()))
         {
-            Some(backend) => (backend.from_runtime_config)(label, entry, base),
+            Some(backend) => Ok((backend.from_runtime_config)(label, entry, base)?.of(backend)),
             None => bail!(
                 "key-value store '{label}' has unknown type \"{kind}\": use one of {}",
                 types()
@@ -225,7 +242,7 @@ impl BackendConfig {
 
     /// Opens (connects to, creates) the store.
     pub async fn open(&self) -> anyhow::Result<Arc<dyn KvBackend>> {
-        self.0.open().await
+        self.settings.open().await
     }
 }
 

@@ -148,6 +148,7 @@ pub mod draft2;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
@@ -237,11 +238,17 @@ impl From<wasmtime::component::ResourceTableError> for HostError {
 pub struct KvBudget {
     limits: KvLimits,
     read: usize,
+    /// Calls made, shared with whoever reports on the request.
+    calls: Arc<AtomicU32>,
 }
 
 impl KvBudget {
-    pub fn new(limits: KvLimits) -> Self {
-        Self { limits, read: 0 }
+    pub fn new(limits: KvLimits, calls: Arc<AtomicU32>) -> Self {
+        Self {
+            limits,
+            read: 0,
+            calls,
+        }
     }
 
     fn check_value(&self, key: &str, value: &[u8]) -> Result<(), HostError> {
@@ -423,6 +430,8 @@ impl KvView<'_> {
         &self,
         bucket: &Resource<Bucket>,
     ) -> Result<(Arc<dyn KvBackend>, Arc<str>), HostError> {
+        // Every call on a bucket goes through here: count it once.
+        self.budget.calls.fetch_add(1, Ordering::Relaxed);
         let bucket = self.table.get(bucket)?;
         Ok((bucket.backend.clone(), bucket.name.clone()))
     }
