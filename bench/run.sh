@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks, side by side in one run on this machine; writes bench/RESULTS.md and
-# bench/scaling.svg. Not part of CI. Usage: bench/run.sh   (DURATION=10s bench/run.sh for longer runs)
+# bench/scaling.svg. Not part of CI. Usage: bench/run.sh   (DURATION=10s bench/run.sh for longer runs;
+# SCALING_SIZES="1000 10000" for a shorter scaling table)
 #
 # Every server runs on loopback and is driven by wrk (Debian's package) from the same machine,
 # so server and load generator share the cores: compare the ratios, not the absolute numbers.
@@ -18,7 +19,7 @@ if ! command -v wrk >/dev/null; then
 fi
 
 echo "== building release binaries" >&2
-cargo build --release -q -p todo-host -p todo-bench
+cargo build --release -q -p todo-host -p todo-bench  # todo-bench: native-baseline, microbench, seed
 cargo build --release -q --target wasm32-wasip2 --target-dir target/wasm-fixtures -p counter-fixture
 HOST=target/release/todo-host
 NATIVE=target/release/native-baseline
@@ -126,6 +127,31 @@ if command -v wasmtime >/dev/null; then
 else
   serve_note="skipped: no \`wasmtime\` binary on PATH (it is not in Debian's packages; \`cargo install wasmtime-cli --version 48.0.8 --locked\` builds one)"
 fi
+
+# ---- a million todos, and group commit (issue 11) ----
+# Each section below adds rows to rows.tsv (and, for memory, rss.tsv); add a store or a
+# workload by adding a line.
+SEED=target/release/seed
+
+echo "== SQLite POST at c=64: group commit off vs on" >&2
+for mode in 0 1; do
+  label=$([ "$mode" = 1 ] && echo on || echo off)
+  TODO_HOST_SQLITE_GROUP_COMMIT=$mode start "gc-$label" "$HOST" --store "$(db "gc-$label")"
+  load "todo-host, SQLite, group commit $label" "POST /todos" /todos post.lua 64
+  stop
+done
+
+echo "== todo-host on SQLite with 1,000,000 todos" >&2
+million=$(db million)
+"$SEED" "$million" 1000000
+start million "$HOST" --store "$million"
+load "todo-host, SQLite, 1M todos" "GET /api/rule?current=1&pageSize=10" "/api/rule?current=1&pageSize=10"
+load "todo-host, SQLite, 1M todos" "GET /api/rule last page" "/api/rule?current=100000&pageSize=10"
+load "todo-host, SQLite, 1M todos" "GET /todos?limit=50" "/todos?limit=50"
+load "todo-host, SQLite, 1M todos" "GET /todos/1" /todos/1
+load "todo-host, SQLite, 1M todos" "POST /todos" /todos post.lua
+printf '%s\t%s\n' "todo-host, SQLite, 1M todos (after the runs above)" "$(peak_rss_mib)" >>"$work/rss.tsv"
+stop
 
 echo "== in-process micro-benchmark" >&2
 HELLO_WASM="$HELLO" TODO_HOST_BIN="$HOST" target/release/microbench bench/scaling.svg >"$work/micro.md"

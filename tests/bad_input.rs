@@ -199,7 +199,8 @@ fn cases() -> Vec<Case> {
             "positive integers",
         ),
         case("GET", "/todos/1%2F2", None, 404, "positive integers"),
-        case("GET", "/todos/%31", None, 404, "'%31'"),
+        // `/todos/%31` is `/todos/1` (a percent-encoded digit is the digit); a broken escape is not.
+        case("GET", "/todos/%3", None, 400, "'%3'"),
         case("DELETE", "/api/../todos", None, 404, "no route"),
         // Wrong methods.
         case("PUT", "/todos", None, 405, "PUT"),
@@ -225,6 +226,42 @@ fn cases() -> Vec<Case> {
             400,
             "percent-encoding",
         ),
+        // Page parameters of `GET /todos`: a limit out of 1..=1000, a cursor that is no id,
+        // or one past the highest id this store issued (forged, or from another store).
+        case(
+            "GET",
+            "/todos?limit=0",
+            None,
+            400,
+            "'limit' must be an integer from 1",
+        ),
+        case("GET", "/todos?limit=-1", None, 400, "got '-1'"),
+        case("GET", "/todos?limit=1001", None, 400, "from 1 to 1000"),
+        case("GET", "/todos?limit=ten", None, 400, "got 'ten'"),
+        case("GET", "/todos?limit=", None, 400, "'limit'"),
+        case("GET", "/todos?limit=5&limit=6", None, 400, "more than once"),
+        case(
+            "GET",
+            "/todos?after=abc",
+            None,
+            400,
+            "'after' must be the id",
+        ),
+        case("GET", "/todos?after=-1", None, 400, "got '-1'"),
+        case("GET", "/todos?after=1e3", None, 400, "got '1e3'"),
+        case("GET", "/todos?after=4", None, 400, "past the highest id"),
+        case(
+            "GET",
+            "/todos?limit=10&after=99999999999999999999",
+            None,
+            400,
+            "'after'",
+        ),
+        case("GET", "/todos?after=%zz", None, 400, "percent-encoding"),
+        case("GET", "/api/rule?current=0", None, 400, "'current'"),
+        case("GET", "/api/rule?current=-2", None, 400, "'current'"),
+        case("GET", "/api/rule?pageSize=0", None, 400, "'pageSize'"),
+        case("GET", "/api/rule?pageSize=ten", None, 400, "'pageSize'"),
         // Legacy bodies.
         json(
             "POST",
@@ -261,6 +298,13 @@ fn cases() -> Vec<Case> {
             400,
             "UTF-8",
         ),
+        json(
+            "DELETE",
+            "/api/rule",
+            &format!(r#"{{"key":{:?}}}"#, (1..=1001).collect::<Vec<u64>>()),
+            400,
+            "at most 1000",
+        ),
         // Sizes.
         json("POST", "/todos", &huge_body, 413, "larger than"),
         case(
@@ -273,11 +317,13 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Everything a client can see of the store.
-fn snapshot(host: &Host) -> anyhow::Result<(Value, Value)> {
+/// Everything a client can see of the store, the counts of `GET /todos` included.
+fn snapshot(host: &Host) -> anyhow::Result<(Value, Value, Option<String>)> {
+    let todos = host.request("GET", "/todos", None)?;
     Ok((
-        host.call("GET", "/todos", None)?.1,
+        todos.json(),
         host.call("GET", "/api/rule?pageSize=1000", None)?.1,
+        todos.header("x-total-count").map(str::to_string),
     ))
 }
 
@@ -337,6 +383,17 @@ fn every_bad_request_gets_its_4xx_with_a_json_reason_and_changes_nothing() -> an
         cases.len(),
         failures.join("\n")
     );
+
+    // Not errors, by convention: a page past the last is empty, with the real total; a cursor
+    // at the highest id ends the list.
+    let (status, past) = host.call("GET", "/api/rule?current=9&pageSize=10", None)?;
+    assert_eq!(
+        (status, past["data"].clone(), past["total"].clone()),
+        (200, serde_json::json!([]), 3.into())
+    );
+    let (status, end) = host.call("GET", "/todos?after=3", None)?;
+    assert_eq!((status, end), (200, serde_json::json!([])));
+    assert_eq!(snapshot(&host)?, before, "the store is unchanged");
 
     // No bad request consumed an id either.
     let (_, created) = host.call("POST", "/todos", Some(r#"{"title":"after"}"#))?;

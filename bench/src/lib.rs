@@ -90,36 +90,35 @@ pub fn now() -> Timestamp {
     }
 }
 
-/// `count` todo records as the guest stores them, ids from 1, for filling a store directly.
-pub fn todo_records(count: u64) -> Vec<(String, Vec<u8>)> {
-    (1..=count)
-        .map(|id| {
-            let record = todo_guest::records::TodoRecord {
-                id,
-                title: format!("todo number {id}"),
-                completed: id % 3 == 0,
-                order: id as i64,
-                description: String::new(),
-                created_at: "2026-01-01T00:00:00.000Z".to_string(),
-                updated_at: "2026-01-01T00:00:00.000Z".to_string(),
-            };
-            let bytes = serde_json::to_vec(&record).expect("a todo record serializes");
-            (todo_guest::records::todo_key(id), bytes)
-        })
-        .collect()
+/// Todo record `id` as the guest stores it (every third one completed), for filling a store
+/// directly.
+pub fn todo_record(id: u64) -> (String, Vec<u8>) {
+    let record = todo_guest::records::TodoRecord {
+        id,
+        title: format!("todo number {id}"),
+        completed: id.is_multiple_of(3),
+        order: id as i64,
+        description: String::new(),
+        created_at: "2026-01-01T00:00:00.000Z".to_string(),
+        updated_at: "2026-01-01T00:00:00.000Z".to_string(),
+    };
+    let bytes = serde_json::to_vec(&record).expect("a todo record serializes");
+    (todo_guest::records::todo_key(id), bytes)
 }
 
-/// Fills `backend` with `count` todos and sets the id counter past them.
+/// Fills `backend` with todos `1..=count` as the component leaves them: the todo keys, the id
+/// index and the id counter, in batches of 1,000.
 pub async fn fill(backend: &dyn KvBackend, count: u64) -> anyhow::Result<()> {
-    for chunk in todo_records(count).chunks(1000) {
+    let mut batch = Vec::with_capacity(1000);
+    for id in 1..=count {
+        batch.push(todo_record(id));
+        if batch.len() == 1000 || id == count {
+            backend.set_many(BUCKET, &batch).await?;
+            batch.clear();
+        }
+    }
+    for chunk in todo_guest::index::dense_entries(count, |id| id.is_multiple_of(3)).chunks(1000) {
         backend.set_many(BUCKET, chunk).await?;
     }
-    backend
-        .set(
-            BUCKET,
-            todo_guest::records::NEXT_ID_KEY,
-            count.to_string().as_bytes(),
-        )
-        .await?;
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Request bodies: content types, JSON objects, form fields, and typed field access with errors
 //! that name the field and say what was wrong.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -68,7 +70,7 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
     let text = std::str::from_utf8(body)
         .map_err(|err| ApiError::BadRequest(format!("request body is not valid UTF-8: {err}")))?;
-    match serde_json::from_str::<Value>(text) {
+    match serde_json::from_str::<Value>(&plain_minus_zeros(text)) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(ApiError::BadRequest(format!(
             "request body must be a JSON object, got {}",
@@ -78,6 +80,47 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
             "request body is not valid JSON: {err}"
         ))),
     }
+}
+
+/// `text` with every number written `-0` (no fraction, no exponent) written `0`.
+///
+/// A JSON parser reads `-0` as a floating-point negative zero, the same value as `-0.0` or
+/// `-0e1`; only the text tells the integer from the numbers with a fraction or exponent, so the
+/// integer is rewritten before parsing. A `-` counts only where a number starts (after `[`, `,`,
+/// `:` or white space) and outside strings; the rest of the text is unchanged.
+fn plain_minus_zeros(text: &str) -> Cow<'_, str> {
+    if !text.contains("-0") {
+        return Cow::Borrowed(text);
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let (mut in_string, mut escaped) = (false, false);
+    for (at, &byte) in bytes.iter().enumerate() {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if byte == b'"' {
+            in_string = true;
+        } else if byte == b'-'
+            && bytes.get(at + 1) == Some(&b'0')
+            && !matches!(bytes.get(at + 2), Some(b'0'..=b'9' | b'.' | b'e' | b'E'))
+            && (at == 0
+                || matches!(
+                    bytes[at - 1],
+                    b'[' | b',' | b':' | b' ' | b'\t' | b'\n' | b'\r'
+                ))
+        {
+            out.push_str(&text[copied..at]);
+            copied = at + 1;
+        }
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
 }
 
 fn form_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -170,7 +213,8 @@ pub fn boolean(map: &Map<String, Value>, field: &str) -> Result<Option<bool>, Ap
     }
 }
 
-/// Field `field` as a signed 64-bit integer.
+/// Field `field` as a signed 64-bit integer, written without fraction or exponent. `-0` is the
+/// integer 0 (`plain_minus_zeros` hands the parser `0`); `-0.0` has a fraction, as `0.0` does.
 pub fn integer(map: &Map<String, Value>, field: &str) -> Result<Option<i64>, ApiError> {
     match map.get(field) {
         None => Ok(None),
@@ -242,6 +286,24 @@ mod tests {
             "99999999999999999999999",
         ] {
             assert_eq!(parse_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_plain_minus_zero_number_is_rewritten() {
+        for (text, plain) in [
+            (r#"{"a":-0}"#, r#"{"a":0}"#),
+            (r#"[-0, -0 ,-0]"#, r#"[0, 0 ,0]"#),
+            ("-0", "0"),
+            (
+                r#"{"a":-0.0,"b":-0e1,"c":-0E1,"d":-01,"e":1e-0,"f":5-0}"#,
+                "",
+            ),
+            (r#"{"a":"-0","b":"\"-0","c":[" -0"]}"#, ""),
+            (r#"{"c":"\\","d":-0}"#, r#"{"c":"\\","d":0}"#),
+        ] {
+            let expected = if plain.is_empty() { text } else { plain };
+            assert_eq!(plain_minus_zeros(text), expected, "{text}");
         }
     }
 

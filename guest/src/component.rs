@@ -41,6 +41,7 @@ use crate::http::{Request, Response};
 use crate::kv::{KeyPage, Kv, KvError, Values};
 use crate::public::{MAX_FILE_BYTES, PublicFiles};
 use crate::records::BUCKET;
+use crate::retry::with_race_retries;
 use crate::time::Timestamp;
 
 /// A `wasi:io` output stream accepts at most this many bytes per write.
@@ -224,14 +225,24 @@ impl Kv for WasiKv {
 
     #[cfg(not(feature = "draft2"))]
     fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
-        atomics::increment(self.bucket()?, key, delta).map_err(kv_error)
+        let bucket = self.bucket()?;
+        with_race_retries(
+            || atomics::increment(bucket, key, delta).map_err(kv_error),
+            std::thread::sleep,
+            jitter,
+        )
     }
 
     #[cfg(feature = "draft2")]
     fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
         let delta =
             i64::try_from(delta).map_err(|_| KvError(format!("delta {delta} too large")))?;
-        let sum = atomics::increment(self.bucket()?, key, delta).map_err(kv_error)?;
+        let bucket = self.bucket()?;
+        let sum = with_race_retries(
+            || atomics::increment(bucket, key, delta).map_err(kv_error),
+            std::thread::sleep,
+            jitter,
+        )?;
         u64::try_from(sum).map_err(|_| KvError(format!("counter '{key}' is negative: {sum}")))
     }
 
@@ -309,4 +320,14 @@ impl PublicFiles for PublicDir {
     fn is_dir(&self, relative: &str) -> bool {
         std::fs::metadata(format!("{PUBLIC_ROOT}/{relative}")).is_ok_and(|m| m.is_dir())
     }
+}
+
+/// A random fraction in `0.0..1.0` for retry jitter, from the host's randomness (`std` seeds its
+/// hash maps from `wasi:random`).
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (random >> 11) as f64 / (1u64 << 53) as f64
 }

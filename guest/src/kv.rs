@@ -39,8 +39,7 @@ pub trait Kv {
     fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, KvError>;
     /// The values of `keys`, in order; `None` where a key has no value.
     ///
-    /// Hosts bound the keys of one batch call, and their `list_keys` pages by the same bound:
-    /// callers name no more keys than one page held.
+    /// Callers name at most [`crate::index::BATCH`] keys; a host with a lower limit splits.
     fn get_many(&self, keys: &[String]) -> Result<Values, KvError>;
     /// Deletes all of `keys`; the same bound as [`Kv::get_many`].
     fn delete_many(&self, keys: &[String]) -> Result<(), KvError>;
@@ -49,13 +48,14 @@ pub trait Kv {
 /// An in-memory bucket: for tests, and for native callers of the logic.
 ///
 /// Pages are deliberately small so that code using it follows cursors for real, and a batch call
-/// naming more keys than a page holds fails, as it would on a host whose limit it passes.
+/// naming more than [`crate::index::BATCH`] keys fails, so the tests prove the logic keeps to
+/// its own bound.
 #[derive(Debug, Default)]
 pub struct MemoryKv {
     entries: RefCell<BTreeMap<String, Vec<u8>>>,
 }
 
-/// Keys per `list_keys` page of [`MemoryKv`], and the most keys one of its batch calls takes.
+/// Keys per `list_keys` page of [`MemoryKv`].
 pub const MEMORY_PAGE_SIZE: usize = 3;
 
 impl MemoryKv {
@@ -151,12 +151,13 @@ impl Kv for MemoryKv {
     }
 }
 
-/// Refuses a batch larger than a page, as a host refuses one over its limit.
+/// Refuses a batch larger than the logic's own bound.
 fn check_batch(keys: &[String]) -> Result<(), KvError> {
-    if keys.len() > MEMORY_PAGE_SIZE {
+    if keys.len() > crate::index::BATCH {
         return Err(KvError(format!(
-            "a batch of {} keys; this bucket takes at most {MEMORY_PAGE_SIZE}",
-            keys.len()
+            "a batch of {} keys; the logic names at most {}",
+            keys.len(),
+            crate::index::BATCH
         )));
     }
     Ok(())
@@ -177,16 +178,14 @@ mod tests {
     }
 
     #[test]
-    fn batches_larger_than_a_page_are_refused() -> Result<(), KvError> {
+    fn batches_larger_than_the_bound_are_refused() -> Result<(), KvError> {
         let kv = MemoryKv::new();
-        let keys: Vec<String> = (0..=MEMORY_PAGE_SIZE).map(|i| i.to_string()).collect();
+        let bound = crate::index::BATCH;
+        let keys: Vec<String> = (0..=bound).map(|i| i.to_string()).collect();
         assert!(kv.get_many(&keys).is_err());
         assert!(kv.delete_many(&keys).is_err());
-        assert_eq!(
-            kv.get_many(&keys[..MEMORY_PAGE_SIZE])?.len(),
-            MEMORY_PAGE_SIZE
-        );
-        kv.delete_many(&keys[..MEMORY_PAGE_SIZE])?;
+        assert_eq!(kv.get_many(&keys[..bound])?.len(), bound);
+        kv.delete_many(&keys[..bound])?;
         Ok(())
     }
 

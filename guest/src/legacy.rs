@@ -5,10 +5,16 @@
 //!
 //! | route | body | answer |
 //! |---|---|---|
-//! | `GET /api/rule?current=&pageSize=` | | `{data, total, success, pageSize, current}` |
+//! | `GET /api/rule?current=&pageSize=` | | `{data, total, success, pageSize, current}`: page `current` of the rules in id order |
 //! | `POST /api/rule` | `{name, desc?}` JSON or form | the new rule |
 //! | `PUT /api/rule` | `{key, name?, desc?, status?}` | the rule after the change; 404 unknown key |
-//! | `DELETE /api/rule` | `{key: [k, ...]}` | `{list: [rules after the delete], pagination: {total}}`; unknown keys are ignored |
+//! | `DELETE /api/rule` | `{key: [k, ...]}` (at most [`MAX_PAGE_SIZE`] keys) | `{list: [the first page of rules left], pagination: {total, current: 1, pageSize}}`; unknown keys are ignored |
+//!
+//! Pages are counted in **id order** (creation order), found through the index, so page 1 and
+//! the last page of a million rules cost the same. A `current` past the last page answers 200
+//! with an empty `data` and the real `total`: the convention of the Ant Design table this API
+//! serves, which then steps back a page. `current` or `pageSize` that is not a whole number from
+//! 1 (`pageSize`: up to [`MAX_PAGE_SIZE`]) is a 400.
 //! | `GET /api/currentUser` | | a fixed demo user |
 
 use serde::Serialize;
@@ -17,6 +23,7 @@ use serde_json::{Map, Value, json};
 use crate::body::{self, Accepts};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
+use crate::index::Store;
 use crate::kv::Kv;
 use crate::records::{self, NewTodo, TodoRecord};
 use crate::time::Timestamp;
@@ -94,7 +101,7 @@ pub fn current_user(request: &Request) -> Result<Response, ApiError> {
 /// `/api/rule`.
 pub fn rule(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, ApiError> {
     match request.method.as_str() {
-        "GET" => list_page(request, kv),
+        "GET" => list_page(request, kv, now),
         "POST" => {
             let map = body::object(request, Accepts::JsonOrForm)?;
             let name = body::title(&map, "name")?
@@ -127,17 +134,27 @@ pub fn rule(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, 
                 record.completed = status == STATUS_DONE;
             }
             record.updated_at = now.to_rfc3339();
-            records::save(kv, &record)?;
+            records::update(kv, &record)?;
             Ok(Response::json(200, &Rule::from(&record)))
         }
         "DELETE" => {
             let map = body::object(request, Accepts::JsonOrForm)?;
             let keys = delete_keys(&map)?;
-            let left = records::delete_ids_then_list(kv, &keys)?;
+            if keys.len() > MAX_PAGE_SIZE as usize {
+                return Err(ApiError::BadRequest(format!(
+                    "field 'key' names {} keys; one delete takes at most {MAX_PAGE_SIZE} (a page)",
+                    keys.len()
+                )));
+            }
+            records::delete_ids(kv, &keys, now)?;
+            let (left, total) = page(kv, now, 1, DEFAULT_PAGE_SIZE)?;
             let list: Vec<Rule> = left.iter().map(Rule::from).collect();
             Ok(Response::json(
                 200,
-                &json!({ "list": list, "pagination": { "total": left.len() } }),
+                &json!({
+                    "list": list,
+                    "pagination": { "total": total, "current": 1, "pageSize": DEFAULT_PAGE_SIZE },
+                }),
             ))
         }
         method => Err(ApiError::MethodNotAllowed {
@@ -148,7 +165,7 @@ pub fn rule(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, 
     }
 }
 
-fn list_page(request: &Request, kv: &dyn Kv) -> Result<Response, ApiError> {
+fn list_page(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, ApiError> {
     let mut current = 1;
     let mut page_size = DEFAULT_PAGE_SIZE;
     let mut seen = Vec::new();
@@ -166,24 +183,32 @@ fn list_page(request: &Request, kv: &dyn Kv) -> Result<Response, ApiError> {
             _ => {}
         }
     }
-    let todos = records::list(kv)?;
-    let skip = usize::try_from((current - 1).saturating_mul(page_size)).unwrap_or(usize::MAX);
-    let data: Vec<Rule> = todos
-        .iter()
-        .skip(skip)
-        .take(page_size as usize)
-        .map(Rule::from)
-        .collect();
+    let (todos, total) = page(kv, now, current, page_size)?;
+    let data: Vec<Rule> = todos.iter().map(Rule::from).collect();
     Ok(Response::json(
         200,
         &json!({
             "data": data,
-            "total": todos.len(),
+            "total": total,
             "success": true,
             "pageSize": page_size,
             "current": current,
         }),
     ))
+}
+
+/// Page `current` (from 1) of `page_size` rules in id order, and how many rules there are.
+fn page(
+    kv: &dyn Kv,
+    now: Timestamp,
+    current: u64,
+    page_size: u64,
+) -> Result<(Vec<TodoRecord>, u64), ApiError> {
+    let store = Store::open(kv, now)?;
+    let skip = (current - 1).saturating_mul(page_size);
+    let page = store.page(0, skip, page_size as usize)?;
+    let (total, _) = store.totals()?;
+    Ok((store.records(&page.ids)?, total))
 }
 
 fn positive_param(name: &str, value: &str, max: u64) -> Result<u64, ApiError> {
@@ -194,14 +219,14 @@ fn positive_param(name: &str, value: &str, max: u64) -> Result<u64, ApiError> {
     })
 }
 
-/// `status` as 1 or 2, given as a number or a string.
+/// `status` as 1 or 2, given as a number or a string of digits (as a `key` is).
 fn status(map: &Map<String, Value>) -> Result<Option<u8>, ApiError> {
     let Some(value) = map.get("status") else {
         return Ok(None);
     };
     let parsed = match value {
         Value::Number(n) => n.as_u64(),
-        Value::String(text) => text.trim().parse::<u64>().ok(),
+        Value::String(text) => body::parse_id(text),
         _ => None,
     };
     match parsed {

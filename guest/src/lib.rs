@@ -13,8 +13,10 @@
 //! * [`router`]: method + path → handler, CORS, preflight, the single-page-app fallback.
 //! * [`todos`]: the canonical `/todos` API (Todo-Backend compatible).
 //! * [`legacy`]: the `/api/rule` and `/api/currentUser` API of the classic Express app.
-//! * [`records`]: the todo records in the KV bucket: layout (`todo/<id>`, `meta/next-id`),
-//!   create, find, list, delete, in batches no larger than one `list_keys` page.
+//! * [`records`]: the todo records in the KV bucket: layout (`todo/<id>`, `meta/next-id`, the
+//!   index), the crash invariant, create, find, update, delete; batches no larger than one
+//!   `list_keys` page.
+//! * [`index`]: counts per range of ids, so that pages, offsets and totals cost the page.
 //! * [`body`]: JSON and form body parsing with errors that say what was wrong.
 //! * [`percent`]: strict percent-decoding of paths, queries and form bodies.
 //! * [`error`]: [`error::ApiError`], mapped to a status and a JSON body in one place.
@@ -26,12 +28,14 @@
 pub mod body;
 pub mod error;
 pub mod http;
+pub mod index;
 pub mod kv;
 pub mod legacy;
 pub mod page;
 pub mod percent;
 pub mod public;
 pub mod records;
+pub mod retry;
 pub mod router;
 pub mod time;
 pub mod todos;

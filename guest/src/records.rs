@@ -1,24 +1,58 @@
-//! The todo records in the KV bucket: their layout, and the operations both APIs build on
-//! (create, find, save, list, delete).
+//! The todo records in the KV bucket: their layout, the invariant that keeps it readable, and
+//! the operations both APIs build on (create, find, update, page, delete).
 //!
 //! Inside the bucket [`BUCKET`]:
 //! * `todo/<id>` → one [`TodoRecord`] as JSON. One key per todo, so concurrent creates never
-//!   overwrite each other.
+//!   overwrite each other. The todo keys are the truth; everything else is derived from them.
 //! * `meta/next-id` → the id counter, only ever changed through `increment`: no read-modify-write,
-//!   no duplicate ids, and an id is never reused after a delete.
+//!   no duplicate ids, and an id is never reused after a delete. Its value is the highest id
+//!   issued, so ids are dense apart from deleted ones.
+//! * `fence/<level>/<n>` and `index/<level>/<n>` → the id index ([`crate::index`]): per range of
+//!   ids, a fence counter and a summary of how many todos (and completed ones) it holds.
 //!
-//! # Batches follow list pages
+//! # Reads cost the page
 //!
-//! Hosts bound how many keys one batch call (`get_many`, `delete_many`) may name, and bound their
-//! `list_keys` pages by the same limit. So this module never names more keys in one batch than
-//! one `list_keys` page held: the todo keys of a page go into one batch call, whatever the host's
-//! limit is, and the guest keeps no copy of it. Listing is two host calls per page.
-
-use std::collections::BTreeSet;
+//! Pages follow id order. A page is found by walking the index from the top (one summary per
+//! 262,144 ids) down to the blocks of 64 ids that hold it, then read with one `get_many` of
+//! exactly its todo keys: a handful of small reads plus the page, whatever the store holds.
+//! Empty ranges, however many deleted ids they span, are passed over by their counts, so holes
+//! cost nothing; `total` and the completed count are sums over the top. No listing ever calls
+//! `list_keys` to find todos.
+//!
+//! # The invariant, and what a crash leaves
+//!
+//! **Every write to a todo key is fenced**: before it, `increment` the fences of its level-3,
+//! level-2 and block nodes by 1 (started); after it, the same fences, innermost first, by 2³²
+//! (finished). A summary is trusted only while its node's fence still reads the settled value
+//! (started = finished) the summary was computed at; otherwise the reader recomputes it from the
+//! level below and stores it for the next one. Hence, at every point between two KV calls:
+//!
+//! > a trusted summary counts exactly the todo keys in its range.
+//!
+//! What each step of each write leaves if the process dies right after it, and who copes:
+//!
+//! | endpoint | steps | a crash after a step leaves | later requests |
+//! |---|---|---|---|
+//! | `POST` (both APIs) | increment `meta/next-id`; start 3 fences; set `todo/<id>`; finish 3 fences | an id with no todo (a hole), and/or unsettled fences | skip the hole by its counts; recompute the unsettled nodes (at most 64 reads each) until [`index::STALE_WRITE`] has passed, then settle them |
+//! | `PATCH`/`PUT` | get; start; set; finish | the old or the new todo, unsettled fences | as above |
+//! | `DELETE /todos/{id}` | get; start; delete; finish | the todo or none, unsettled fences | as above; a repeated delete answers 404 or deletes it |
+//! | `DELETE /todos`, legacy `DELETE` | per range: start; `delete_many`; finish | some todos deleted, the rest not | the rest is listed and counted as it is: the request may be repeated |
+//! | reads | may set summaries | a summary, or none | a summary with an old fence is never trusted |
+//!
+//! Nothing is misread: a todo is listed if and only if its key exists, and counts come only from
+//! summaries whose fence proves them current. Concurrent writers, on any number of hosts, need
+//! nothing else: fences and ids only ever change by `increment`.
+//!
+//! # Batches
+//!
+//! A batch call (`get_many`, `delete_many`) names at most [`crate::index::BATCH`] keys, the
+//! guest's own unit; a host with a lower limit splits it, so the guest keeps no copy of any
+//! host's limit.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::index::{self, Node, Store};
 use crate::kv::Kv;
 use crate::time::Timestamp;
 
@@ -59,7 +93,7 @@ pub fn todo_key(id: u64) -> String {
     format!("{TODO_PREFIX}{id}")
 }
 
-/// Creates a todo with a fresh id.
+/// Creates a todo with a fresh id: the id from the counter, then the todo key, fenced.
 pub fn create(kv: &dyn Kv, new: NewTodo, now: Timestamp) -> Result<TodoRecord, ApiError> {
     let id = kv.increment(NEXT_ID_KEY, 1)?;
     let stamp = now.to_rfc3339();
@@ -72,7 +106,7 @@ pub fn create(kv: &dyn Kv, new: NewTodo, now: Timestamp) -> Result<TodoRecord, A
         created_at: stamp.clone(),
         updated_at: stamp,
     };
-    save(kv, &record)?;
+    index::fenced(kv, &index::path(id), || save(kv, &record))?;
     Ok(record)
 }
 
@@ -94,8 +128,8 @@ pub fn not_found(id: u64) -> ApiError {
     ApiError::NotFound(format!("no todo with id {id}"))
 }
 
-/// Writes `record` under its key.
-pub fn save(kv: &dyn Kv, record: &TodoRecord) -> Result<(), ApiError> {
+/// Writes `record` under its key, unfenced: only for callers that fence it ([`update`]).
+fn save(kv: &dyn Kv, record: &TodoRecord) -> Result<(), ApiError> {
     // Strings, numbers and booleans always encode; were it ever to fail, nothing was written.
     let bytes = serde_json::to_vec(record)
         .map_err(|err| ApiError::Store(format!("cannot encode todo {}: {err}", record.id)))?;
@@ -103,12 +137,9 @@ pub fn save(kv: &dyn Kv, record: &TodoRecord) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Every todo, sorted by `order`, then `id`.
-pub fn list(kv: &dyn Kv) -> Result<Vec<TodoRecord>, ApiError> {
-    let mut todos = Vec::new();
-    for_each_todo_page(kv, |keys| read_into(kv, &keys, &mut todos))?;
-    sort(&mut todos);
-    Ok(todos)
+/// Writes `record` under its key, fenced ([`index::fenced`]): how PATCH and PUT save.
+pub fn update(kv: &dyn Kv, record: &TodoRecord) -> Result<(), ApiError> {
+    index::fenced(kv, &index::path(record.id), || save(kv, record))
 }
 
 /// Deletes todo `id`; 404 when it does not exist.
@@ -117,95 +148,91 @@ pub fn delete(kv: &dyn Kv, id: u64) -> Result<(), ApiError> {
     if kv.get(&key)?.is_none() {
         return Err(not_found(id));
     }
-    kv.delete(&key)?;
-    Ok(())
+    index::fenced(kv, &index::path(id), || Ok(kv.delete(&key)?))
 }
 
 /// Deletes every todo (the id counter stays: ids are never reused).
-pub fn delete_all(kv: &dyn Kv) -> Result<(), ApiError> {
-    for page in todo_key_pages(kv)? {
-        kv.delete_many(&page)?;
+///
+/// Walks the index: every level-3 node, then every level-2 node, that holds a todo; each
+/// level-2 node's non-empty blocks are fenced and all their ids deleted in batches. Memory stays
+/// bounded by one level-2 node (4096 keys), and todos created meanwhile in other blocks stay.
+pub fn delete_all(kv: &dyn Kv, now: Timestamp) -> Result<(), ApiError> {
+    let store = Store::open(kv, now)?;
+    let top: Vec<Node> = (0..=Node::of(store.max_id(), index::LEVELS).n)
+        .map(|n| Node {
+            level: index::LEVELS,
+            n,
+        })
+        .collect();
+    let top_counts = store.counts(&top)?;
+    for (l3, counts) in top.iter().zip(&top_counts) {
+        let l2s: Vec<Node> = children_with_todos(*l3, counts);
+        if l2s.is_empty() {
+            continue;
+        }
+        let l2_counts = store.counts(&l2s)?;
+        index::fenced(kv, &[*l3], || {
+            for (l2, counts) in l2s.iter().zip(&l2_counts) {
+                let blocks = children_with_todos(*l2, counts);
+                let mut fences = vec![*l2];
+                fences.extend(&blocks);
+                let keys: Vec<String> = blocks
+                    .iter()
+                    .flat_map(|block| ids_of(*block))
+                    .map(todo_key)
+                    .collect();
+                index::fenced(kv, &fences, || store.delete_many(&keys))?;
+            }
+            Ok(())
+        })?;
     }
     Ok(())
 }
 
-/// Deletes the todos of `ids` that exist (the others are ignored), then answers every todo
-/// left, sorted as [`list`] sorts them.
-///
-/// One listing serves both: the keys are found page by page, each page's doomed keys go in one
-/// `delete_many`, and each page's other keys in one `get_many`.
-pub fn delete_ids_then_list(kv: &dyn Kv, ids: &[u64]) -> Result<Vec<TodoRecord>, ApiError> {
-    let doomed: BTreeSet<String> = ids.iter().map(|id| todo_key(*id)).collect();
-    let pages: Vec<(Vec<String>, Vec<String>)> = todo_key_pages(kv)?
+/// The children of `node` that its counts say hold a todo.
+fn children_with_todos(node: Node, counts: &index::Counts) -> Vec<Node> {
+    (0..index::FANOUT)
+        .filter(|c| counts.live[*c as usize] > 0)
+        .map(|c| Node {
+            level: node.level - 1,
+            n: node.n * index::FANOUT + c,
+        })
+        .collect()
+}
+
+/// Every id a block covers (id 0 is never issued).
+fn ids_of(block: Node) -> impl Iterator<Item = u64> {
+    let first = block.n * index::FANOUT;
+    (first..first + index::FANOUT).filter(|id| *id > 0)
+}
+
+/// Deletes the todos of `ids` that exist (the others are ignored). Reads them first (one batch
+/// per page of keys) so that only nodes that change are fenced.
+pub fn delete_ids(kv: &dyn Kv, ids: &[u64], now: Timestamp) -> Result<(), ApiError> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let store = Store::open(kv, now)?;
+    let keys: Vec<String> = ids.iter().map(|id| todo_key(*id)).collect();
+    let doomed: Vec<(u64, String)> = ids
         .into_iter()
-        .map(|page| page.into_iter().partition(|key| doomed.contains(key)))
+        .zip(keys.iter().cloned())
+        .zip(store.get_many(&keys)?)
+        .filter_map(|(pair, value)| value.map(|_| pair))
         .collect();
-    for (delete, _) in &pages {
-        if !delete.is_empty() {
-            kv.delete_many(delete)?;
-        }
-    }
-    let mut todos = Vec::new();
-    for (_, keep) in &pages {
-        read_into(kv, keep, &mut todos)?;
-    }
-    sort(&mut todos);
-    Ok(todos)
-}
-
-/// The todo keys of every `list_keys` page, one `Vec` per page that holds any.
-///
-/// Keys first, deletes after: deleting while paging could move the cursor past live keys.
-fn todo_key_pages(kv: &dyn Kv) -> Result<Vec<Vec<String>>, ApiError> {
-    let mut pages = Vec::new();
-    for_each_todo_page(kv, |keys| {
-        pages.push(keys);
-        Ok(())
-    })?;
-    Ok(pages)
-}
-
-/// Calls `f` with the todo keys of each `list_keys` page that holds any, following the cursor to
-/// the end. Each call's keys are few enough for one batch call: one page held them.
-fn for_each_todo_page(
-    kv: &dyn Kv,
-    mut f: impl FnMut(Vec<String>) -> Result<(), ApiError>,
-) -> Result<(), ApiError> {
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = kv.list_keys(cursor.as_deref())?;
-        let keys: Vec<String> = page
-            .keys
-            .into_iter()
-            .filter(|key| key.starts_with(TODO_PREFIX))
-            .collect();
-        if !keys.is_empty() {
-            f(keys)?;
-        }
-        match page.cursor {
-            Some(next) => cursor = Some(next),
-            None => return Ok(()),
-        }
-    }
-}
-
-/// Reads the todos of `keys` (one page's worth) with one `get_many` into `todos`.
-fn read_into(kv: &dyn Kv, keys: &[String], todos: &mut Vec<TodoRecord>) -> Result<(), ApiError> {
-    if keys.is_empty() {
+    if doomed.is_empty() {
         return Ok(());
     }
-    // A key listed a moment ago may have been deleted since: skip it rather than fail.
-    for (key, bytes) in kv.get_many(keys)?.into_iter().flatten() {
-        todos.push(decode(&key, &bytes)?);
-    }
-    Ok(())
+    let mut fences: Vec<Node> = doomed.iter().flat_map(|(id, _)| index::path(*id)).collect();
+    // Outermost first, as `fenced` wants them; each node once.
+    fences.sort_by_key(|node| (std::cmp::Reverse(node.level), node.n));
+    fences.dedup();
+    let keys: Vec<String> = doomed.into_iter().map(|(_, key)| key).collect();
+    index::fenced(kv, &fences, || store.delete_many(&keys))
 }
 
-fn sort(todos: &mut [TodoRecord]) {
-    todos.sort_by_key(|todo| (todo.order, todo.id));
-}
-
-fn decode(key: &str, bytes: &[u8]) -> Result<TodoRecord, ApiError> {
+/// Decodes the value of todo key `key`.
+pub fn decode(key: &str, bytes: &[u8]) -> Result<TodoRecord, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|err| ApiError::Store(format!("the value of '{key}' is not a todo: {err}")))
 }

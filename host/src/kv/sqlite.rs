@@ -13,8 +13,19 @@
 //! * `increment` runs in a `BEGIN IMMEDIATE` transaction, which takes the write lock before
 //!   reading, so concurrent increments, even from other processes, never lose one.
 //!
-//! rusqlite is blocking: every call runs on tokio's blocking pool with a connection from a small
+//! rusqlite is blocking: every read runs on tokio's blocking pool with a connection from a small
 //! pool, so the async threads that serve HTTP never wait on the disk.
+//!
+//! # Group commit
+//!
+//! Writes (`set`, `delete`, `increment`, compare-and-swap and the batches) do not each commit.
+//! They queue for one writer thread with its own connection, which takes every write waiting,
+//! runs them in one `BEGIN IMMEDIATE` transaction (each in a savepoint, so one failing write
+//! fails alone), commits once, and only then answers each caller with its own result. Under
+//! concurrent load one commit carries many writes; alone, a write waits for no one. The promise is
+//! unchanged: a caller hears "done" only after the commit that holds its write. Setting
+//! `TODO_HOST_SQLITE_GROUP_COMMIT=0` commits every write on its own (for comparison: the
+//! benchmark runs both).
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -91,11 +102,88 @@ const SCHEMA: &str = "
     CREATE INDEX IF NOT EXISTS kv_bucket ON kv (bucket);
 ";
 
-/// A pool of connections to one SQLite file.
+/// Writes one commit may carry: enough that a burst of concurrent requests shares a commit, few
+/// enough that one transaction never holds the write lock for long.
+const MAX_GROUP: usize = 256;
+
+/// A pool of connections to one SQLite file, and the writer thread that commits writes in
+/// groups.
 pub struct SqliteBackend {
     path: PathBuf,
     idle: Arc<Mutex<Vec<Connection>>>,
     permits: Arc<Semaphore>,
+    /// The queue of the group-commit writer; `None` when every write commits on its own.
+    writer: Option<std::sync::mpsc::Sender<Job>>,
+}
+
+/// A write, run on the writer's connection inside the group's transaction.
+type WriteFn = Box<dyn FnOnce(&Connection) -> Result<Done, KvError> + Send>;
+
+/// A write for the group-commit thread, and where its result goes.
+struct Job {
+    write: WriteFn,
+    reply: tokio::sync::oneshot::Sender<Result<Done, KvError>>,
+}
+
+/// What a write answers.
+enum Done {
+    Unit,
+    Int(i64),
+    Bool(bool),
+}
+
+/// The group-commit thread: waits for a write, takes every other write already queued (up to
+/// [`MAX_GROUP`]), runs them in one transaction and answers each after the commit.
+fn group_writer(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let results = commit_group(&mut conn, &mut group);
+        for (job, result) in group.into_iter().zip(results) {
+            // A caller that went away (its request was cancelled) needs no answer.
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// Runs the writes of `group` in one transaction; each gets its own result, or all the commit's
+/// error when the commit fails.
+fn commit_group(conn: &mut Connection, group: &mut [Job]) -> Vec<Result<Done, KvError>> {
+    let size = group.len();
+    let failed = |err: rusqlite::Error, what: &str| {
+        let err = KvError::new(format!("SQLite {what} of a group of writes"), err);
+        (0..size).map(|_| Err(err.clone())).collect::<Vec<_>>()
+    };
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(err) => return failed(err, "begin"),
+    };
+    let mut results = Vec::with_capacity(group.len());
+    for job in group.iter_mut() {
+        let write = std::mem::replace(&mut job.write, Box::new(|_| Ok(Done::Unit)));
+        let result = match tx.savepoint() {
+            Ok(mut savepoint) => {
+                let result = write(&savepoint);
+                if result.is_err() {
+                    // Undo this write only; the others of the group stand.
+                    let _ = savepoint.rollback();
+                }
+                let _ = savepoint.commit();
+                result
+            }
+            Err(err) => Err(KvError::new("SQLite savepoint", err)),
+        };
+        results.push(result);
+    }
+    match tx.commit() {
+        Ok(()) => results,
+        Err(err) => failed(err, "commit"),
+    }
 }
 
 impl SqliteBackend {
@@ -115,11 +203,58 @@ impl SqliteBackend {
         let first = tokio::task::spawn_blocking(move || connect(&owned, true))
             .await
             .context("the SQLite set-up task failed")??;
+        let group_commit =
+            std::env::var("TODO_HOST_SQLITE_GROUP_COMMIT").map_or(true, |v| v != "0");
+        let writer = if group_commit {
+            let owned = path.to_path_buf();
+            let conn = tokio::task::spawn_blocking(move || connect(&owned, false))
+                .await
+                .context("the SQLite set-up task failed")??;
+            let (sender, jobs) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name("sqlite-group-commit".into())
+                .spawn(move || group_writer(conn, jobs))
+                .context("cannot start the SQLite writer thread")?;
+            Some(sender)
+        } else {
+            None
+        };
         Ok(Self {
             path: path.to_path_buf(),
             idle: Arc::new(Mutex::new(vec![first])),
             permits: Arc::new(Semaphore::new(POOL_SIZE)),
+            writer,
         })
+    }
+
+    /// Runs the write `f`: queued for the next group commit, or (group commit off) in its own
+    /// transaction on a pooled connection.
+    async fn write(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<Done, KvError> + Send + 'static,
+    ) -> Result<Done, KvError> {
+        let Some(writer) = &self.writer else {
+            return self
+                .run(move |conn| {
+                    let tx = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .map_err(sql("begin"))?;
+                    let done = f(&tx)?;
+                    tx.commit().map_err(sql("commit"))?;
+                    Ok(done)
+                })
+                .await;
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        writer
+            .send(Job {
+                write: Box::new(f),
+                reply,
+            })
+            .map_err(|_| KvError("the SQLite writer thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| KvError("the SQLite writer thread dropped a write".into()))?
     }
 
     /// Runs `f` with a pooled connection on the blocking pool.
@@ -207,21 +342,24 @@ impl KvBackend for SqliteBackend {
 
     async fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
         let (bucket, key, value) = (bucket.to_string(), key.to_string(), value.to_vec());
-        self.run(move |conn| {
-            upsert(conn, &bucket, &key, &value).map_err(sql(format_args!("set of '{key}'")))
+        self.write(move |conn| {
+            upsert(conn, &bucket, &key, &value).map_err(sql(format_args!("set of '{key}'")))?;
+            Ok(Done::Unit)
         })
         .await
+        .map(drop)
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), KvError> {
         let (bucket, key) = (bucket.to_string(), key.to_string());
-        self.run(move |conn| {
+        self.write(move |conn| {
             conn.prepare_cached("DELETE FROM kv WHERE bucket = ?1 AND key = ?2")
                 .and_then(|mut stmt| stmt.execute(params![bucket, key]))
-                .map(drop)
-                .map_err(sql(format_args!("delete of '{key}'")))
+                .map_err(sql(format_args!("delete of '{key}'")))?;
+            Ok(Done::Unit)
         })
         .await
+        .map(drop)
     }
 
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, KvError> {
@@ -265,22 +403,24 @@ impl KvBackend for SqliteBackend {
 
     async fn increment(&self, bucket: &str, key: &str, delta: i64) -> Result<i64, KvError> {
         let (bucket, key) = (bucket.to_string(), key.to_string());
-        self.run(move |conn| {
-            let err = |e| KvError::new(format_args!("SQLite increment of '{key}'"), e);
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err)?;
-            let current: Option<Vec<u8>> = select_value(&tx, &bucket, &key).map_err(err)?;
-            let current = match current {
-                Some(value) => parse_counter(&bucket, &key, &value)?,
-                None => 0,
-            };
-            let next = add_to_counter(&bucket, &key, current, delta)?;
-            upsert(&tx, &bucket, &key, next.to_string().as_bytes()).map_err(err)?;
-            tx.commit().map_err(err)?;
-            Ok(next)
-        })
-        .await
+        // In a write transaction (`BEGIN IMMEDIATE`): the write lock is held before the read.
+        let done = self
+            .write(move |tx| {
+                let err = |e| KvError::new(format_args!("SQLite increment of '{key}'"), e);
+                let current: Option<Vec<u8>> = select_value(tx, &bucket, &key).map_err(err)?;
+                let current = match current {
+                    Some(value) => parse_counter(&bucket, &key, &value)?,
+                    None => 0,
+                };
+                let next = add_to_counter(&bucket, &key, current, delta)?;
+                upsert(tx, &bucket, &key, next.to_string().as_bytes()).map_err(err)?;
+                Ok(Done::Int(next))
+            })
+            .await?;
+        match done {
+            Done::Int(next) => Ok(next),
+            _ => Err(KvError("SQLite increment answered no number".into())),
+        }
     }
 
     async fn compare_and_swap(
@@ -292,21 +432,25 @@ impl KvBackend for SqliteBackend {
     ) -> Result<bool, KvError> {
         let (bucket, key) = (bucket.to_string(), key.to_string());
         let (expected, value) = (expected.map(<[u8]>::to_vec), value.to_vec());
-        self.run(move |conn| {
-            let err = |e| KvError::new(format_args!("SQLite compare-and-swap of '{key}'"), e);
-            // The write lock first, so nothing changes between the comparison and the write.
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err)?;
-            let current: Option<Vec<u8>> = select_value(&tx, &bucket, &key).map_err(err)?;
-            if current != expected {
-                return Ok(false);
-            }
-            upsert(&tx, &bucket, &key, &value).map_err(err)?;
-            tx.commit().map_err(err)?;
-            Ok(true)
-        })
-        .await
+        // The write lock first (`BEGIN IMMEDIATE`), so nothing changes between the comparison
+        // and the write.
+        let done = self
+            .write(move |tx| {
+                let err = |e| KvError::new(format_args!("SQLite compare-and-swap of '{key}'"), e);
+                let current: Option<Vec<u8>> = select_value(tx, &bucket, &key).map_err(err)?;
+                if current != expected {
+                    return Ok(Done::Bool(false));
+                }
+                upsert(tx, &bucket, &key, &value).map_err(err)?;
+                Ok(Done::Bool(true))
+            })
+            .await?;
+        match done {
+            Done::Bool(swapped) => Ok(swapped),
+            _ => Err(KvError(
+                "SQLite compare-and-swap answered no outcome".into(),
+            )),
+        }
     }
 
     async fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Values, KvError> {
@@ -335,39 +479,31 @@ impl KvBackend for SqliteBackend {
 
     async fn set_many(&self, bucket: &str, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
         let (bucket, entries) = (bucket.to_string(), entries.to_vec());
-        self.run(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sql("set-many"))?;
-            {
-                let mut stmt = tx.prepare_cached(UPSERT).map_err(sql("set-many"))?;
-                for (key, value) in &entries {
-                    stmt.execute(params![bucket, key, value])
-                        .map_err(sql(format_args!("set-many of '{key}'")))?;
-                }
+        self.write(move |tx| {
+            let mut stmt = tx.prepare_cached(UPSERT).map_err(sql("set-many"))?;
+            for (key, value) in &entries {
+                stmt.execute(params![bucket, key, value])
+                    .map_err(sql(format_args!("set-many of '{key}'")))?;
             }
-            tx.commit().map_err(sql("set-many"))
+            Ok(Done::Unit)
         })
         .await
+        .map(drop)
     }
 
     async fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<(), KvError> {
         let (bucket, keys) = (bucket.to_string(), keys.to_vec());
-        self.run(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
+        self.write(move |tx| {
+            let mut stmt = tx
+                .prepare_cached("DELETE FROM kv WHERE bucket = ?1 AND key = ?2")
                 .map_err(sql("delete-many"))?;
-            {
-                let mut stmt = tx
-                    .prepare_cached("DELETE FROM kv WHERE bucket = ?1 AND key = ?2")
-                    .map_err(sql("delete-many"))?;
-                for key in &keys {
-                    stmt.execute(params![bucket, key])
-                        .map_err(sql(format_args!("delete-many of '{key}'")))?;
-                }
+            for key in &keys {
+                stmt.execute(params![bucket, key])
+                    .map_err(sql(format_args!("delete-many of '{key}'")))?;
             }
-            tx.commit().map_err(sql("delete-many"))
+            Ok(Done::Unit)
         })
         .await
+        .map(drop)
     }
 }

@@ -1,0 +1,636 @@
+//! The id index: how many todos (and how many of them completed) each range of ids holds, so
+//! that a page, a count or an offset costs the page, not the store.
+//!
+//! Ids come from one counter and are never reused, so todo `id` has a fixed place in a tree of id
+//! ranges with a fan-out of [`FANOUT`]:
+//!
+//! | level | node `n` covers ids | its summary counts, per child |
+//! |---|---|---|
+//! | 1 (block) | `n·64 ..= n·64 + 63` | the todo ids themselves (0 or 1) |
+//! | 2 | `n·4096 ..` (64 blocks) | live and completed todos of each block |
+//! | 3 | `n·262144 ..` (64 level-2 nodes) | live and completed todos of each level-2 node |
+//!
+//! The top of the tree is the list of level-3 nodes up to the highest id issued: 4 at a million
+//! todos. Every node has two keys:
+//!
+//! * `fence/<level>/<n>`: a counter, only ever changed by `increment`. A write to a todo key in
+//!   the node's range adds 1 before it ("started") and 2³² after it ("finished"), so the low 32
+//!   bits count writes started and the high bits writes finished. Started = finished means no
+//!   write is in flight.
+//! * `index/<level>/<n>`: a [`Summary`]: the children's counts and the fence value they were
+//!   computed at.
+//!
+//! # Why a summary can be trusted
+//!
+//! A summary is computed by a *reader*: it reads the fence (value `v`, with started =
+//! finished), then the data below (todo keys, or the children's summaries), and stores the counts
+//! with `v`. A later reader trusts it only while the fence still reads `v`. Any change the
+//! computation missed happened after its data read, so its writer's "finished" increment came
+//! after that too, and its "started" increment came after the fence read (had it come before,
+//! started would have exceeded finished at `v`): the fence no longer reads `v`. Writers fence the
+//! outer levels first and finish them last, so a settled parent implies settled children.
+//! Nothing here needs a transaction or compare-and-swap: only `increment`, which every backend
+//! and both drafts of `wasi:keyvalue` make atomic, across any number of host processes.
+//!
+//! A write that dies between its two increments (a crash, a killed instance) leaves its fences
+//! unsettled. Readers then recompute those nodes from the level below on every read (at most 64
+//! todos, or 64 child summaries, per node: slower, never wrong) until [`STALE_WRITE`] has passed
+//! with the fence unchanged; then a reader finishes the dead write on its behalf, and the node is
+//! summarized again.
+//!
+//! # Batches
+//!
+//! One batch call names at most [`BATCH`] keys: one node's children, the unit every read here
+//! works in. That is the guest's own bound, not a copy of a host's: a host whose limit is lower
+//! splits a batch itself (`todo-host` does, `--kv-max-batch-keys`), so the guest needs to know
+//! nothing of it, and asks the store nothing to learn it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::kv::Kv;
+use crate::records::{self, NEXT_ID_KEY, TodoRecord};
+use crate::time::Timestamp;
+
+/// Children per node: 64, so a block's ids fit one `u64` of bits.
+pub const FANOUT: u64 = 1 << FANOUT_BITS;
+const FANOUT_BITS: u32 = 6;
+/// The deepest level: level-3 nodes are the top of the tree.
+pub const LEVELS: u8 = 3;
+/// How long a fence may stay unsettled, unchanged, before readers take its writer for dead.
+/// Far longer than any request may run on a sane host (the default deadline is 10 s).
+pub const STALE_WRITE_SECS: u64 = 600;
+/// [`STALE_WRITE_SECS`], for docs.
+pub const STALE_WRITE: std::time::Duration = std::time::Duration::from_secs(STALE_WRITE_SECS);
+
+/// "Started" is the low half of a fence; "finished" the high half.
+const FINISHED: u64 = 1 << 32;
+
+/// What `index/<level>/<n>` holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The fence value the counts were computed at; `None`: no counts to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<u64>,
+    /// Live todos per child, trailing zeros left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live: Vec<u64>,
+    /// Completed todos per child, trailing zeros left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub done: Vec<u64>,
+    /// `[fence, seconds]`: the unsettled fence value a reader first saw, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck: Option<[u64; 2]>,
+}
+
+/// The counts of one node's children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counts {
+    pub live: [u64; FANOUT as usize],
+    pub done: [u64; FANOUT as usize],
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Self {
+            live: [0; FANOUT as usize],
+            done: [0; FANOUT as usize],
+        }
+    }
+}
+
+impl Counts {
+    fn total(&self) -> (u64, u64) {
+        (self.live.iter().sum(), self.done.iter().sum())
+    }
+
+    fn from_summary(summary: &Summary) -> Self {
+        let mut counts = Counts::default();
+        for (slot, value) in counts.live.iter_mut().zip(&summary.live) {
+            *slot = *value;
+        }
+        for (slot, value) in counts.done.iter_mut().zip(&summary.done) {
+            *slot = *value;
+        }
+        counts
+    }
+
+    fn to_summary(&self, fence: Option<u64>) -> Summary {
+        let trim = |values: &[u64]| {
+            let end = values.iter().rposition(|v| *v != 0).map_or(0, |i| i + 1);
+            values[..end].to_vec()
+        };
+        Summary {
+            fence,
+            live: trim(&self.live),
+            done: trim(&self.done),
+            stuck: None,
+        }
+    }
+}
+
+/// A node of the tree: `level` 1..=3, or 0 for a single todo id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Node {
+    pub level: u8,
+    pub n: u64,
+}
+
+impl Node {
+    /// The node of `level` that holds `id`.
+    pub fn of(id: u64, level: u8) -> Self {
+        Node {
+            level,
+            n: id >> (FANOUT_BITS * u32::from(level)),
+        }
+    }
+
+    /// The first id of its range.
+    fn first(self) -> u64 {
+        self.n << (FANOUT_BITS * u32::from(self.level))
+    }
+
+    /// The last id of its range.
+    fn last(self) -> u64 {
+        self.first() + ((1u64 << (FANOUT_BITS * u32::from(self.level))) - 1)
+    }
+
+    fn child(self, c: u64) -> Node {
+        Node {
+            level: self.level - 1,
+            n: self.n * FANOUT + c,
+        }
+    }
+
+    fn fence_key(self) -> String {
+        format!("fence/{}/{}", self.level, self.n)
+    }
+
+    fn summary_key(self) -> String {
+        format!("index/{}/{}", self.level, self.n)
+    }
+}
+
+/// The nodes a write to todo `id` fences, outermost first.
+pub fn path(id: u64) -> [Node; LEVELS as usize] {
+    [Node::of(id, 3), Node::of(id, 2), Node::of(id, 1)]
+}
+
+/// Counts started and finished writes on the fences of `nodes`, around `write`. `nodes` must
+/// be ordered outermost first ([`path`]); they are finished in the reverse order.
+pub fn fenced<R>(
+    kv: &dyn Kv,
+    nodes: &[Node],
+    write: impl FnOnce() -> Result<R, ApiError>,
+) -> Result<R, ApiError> {
+    for node in nodes {
+        kv.increment(&node.fence_key(), 1)?;
+    }
+    let result = write()?;
+    for node in nodes.iter().rev() {
+        kv.increment(&node.fence_key(), FINISHED)?;
+    }
+    Ok(result)
+}
+
+fn settled(fence: u64) -> bool {
+    fence & (FINISHED - 1) == fence >> 32
+}
+
+/// The highest id the counter has issued (0 before the first).
+pub fn max_id(kv: &dyn Kv) -> Result<u64, ApiError> {
+    match kv.get(NEXT_ID_KEY)? {
+        None => Ok(0),
+        Some(bytes) => parse_counter(&bytes)
+            .ok_or_else(|| ApiError::Store(format!("'{NEXT_ID_KEY}' does not hold a counter"))),
+    }
+}
+
+/// A counter's value as `get` returns it. `wasi:keyvalue` leaves a counter's bytes to the host,
+/// and hosts differ: decimal text (todo-host, Redis, wasmtime, our Node host), a `u64` little-
+/// endian (wasmCloud's in-memory store) or big-endian (wasmCloud's NATS store). Text is read as
+/// text; 8 other bytes as whichever byte order gives the smaller value, which is the right one
+/// for every counter here (ids and fences stay far below 2^56, so their top byte is zero, and
+/// read the other way round that zero becomes the low byte of a much larger number).
+pub fn parse_counter(bytes: &[u8]) -> Option<u64> {
+    if let Some(value) = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+    {
+        return Some(value);
+    }
+    let raw: [u8; 8] = bytes.try_into().ok()?;
+    Some(u64::from_le_bytes(raw).min(u64::from_be_bytes(raw)))
+}
+
+/// The most keys one batch call names: one node's children.
+pub const BATCH: usize = FANOUT as usize;
+
+/// One request's view of the store: the highest id, and the counts read so far.
+pub struct Store<'a> {
+    kv: &'a dyn Kv,
+    now: Timestamp,
+    max_id: u64,
+    counts: RefCell<HashMap<Node, Counts>>,
+}
+
+/// A page of ids, and whether more follow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdPage {
+    pub ids: Vec<u64>,
+    pub more: bool,
+}
+
+impl<'a> Store<'a> {
+    /// Opens the index of `kv`: reads the id counter.
+    pub fn open(kv: &'a dyn Kv, now: Timestamp) -> Result<Self, ApiError> {
+        Ok(Self {
+            kv,
+            now,
+            max_id: max_id(kv)?,
+            counts: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// The highest id issued when this view was opened.
+    pub fn max_id(&self) -> u64 {
+        self.max_id
+    }
+
+    /// `get_many` in batches of at most [`BATCH`] keys.
+    pub fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, ApiError> {
+        let mut values = Vec::with_capacity(keys.len());
+        if keys.len() == 1 {
+            values.push(self.kv.get(&keys[0])?);
+            return Ok(values);
+        }
+        for chunk in keys.chunks(BATCH) {
+            values.extend(
+                self.kv
+                    .get_many(chunk)?
+                    .into_iter()
+                    .map(|found| found.map(|(_, value)| value)),
+            );
+        }
+        Ok(values)
+    }
+
+    /// `delete_many` in batches of at most [`BATCH`] keys.
+    pub fn delete_many(&self, keys: &[String]) -> Result<(), ApiError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        for chunk in keys.chunks(BATCH) {
+            self.kv.delete_many(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// The todos of `ids` that exist, in the order of `ids`.
+    pub fn records(&self, ids: &[u64]) -> Result<Vec<TodoRecord>, ApiError> {
+        let keys: Vec<String> = ids.iter().map(|id| records::todo_key(*id)).collect();
+        let mut todos = Vec::with_capacity(ids.len());
+        for (key, value) in keys.iter().zip(self.get_many(&keys)?) {
+            // Deleted since the index was read: skip it rather than fail.
+            if let Some(bytes) = value {
+                todos.push(records::decode(key, &bytes)?);
+            }
+        }
+        Ok(todos)
+    }
+
+    /// The level-3 nodes up to the highest id: the top of the tree.
+    fn top(&self) -> Vec<Node> {
+        (0..=Node::of(self.max_id, LEVELS).n)
+            .map(|n| Node { level: LEVELS, n })
+            .collect()
+    }
+
+    /// Every todo, and every completed one: a handful of reads, however many there are.
+    pub fn totals(&self) -> Result<(u64, u64), ApiError> {
+        let top = self.top();
+        let counts = self.counts(&top)?;
+        Ok(counts.iter().fold((0, 0), |(live, done), c| {
+            let (l, d) = c.total();
+            (live + l, done + d)
+        }))
+    }
+
+    /// Up to `limit` ids in ascending order: those after id `after`, less the first `skip` of
+    /// them; `more` when others follow.
+    pub fn page(&self, after: u64, skip: u64, limit: usize) -> Result<IdPage, ApiError> {
+        let top = self.top();
+        let counts = self.counts(&top)?;
+        let children: Vec<(Node, u64)> = top
+            .iter()
+            .zip(&counts)
+            .map(|(node, c)| (*node, c.total().0))
+            .collect();
+        let mut skip = skip;
+        let mut ids = Vec::new();
+        self.walk(
+            &children,
+            after,
+            &mut skip,
+            limit.saturating_add(1),
+            &mut ids,
+        )?;
+        let more = ids.len() > limit;
+        ids.truncate(limit);
+        Ok(IdPage { ids, more })
+    }
+
+    /// Collects into `out`, up to `want`, the live ids under `children` (each with its live
+    /// count) that are after `after`, having passed over `skip` of them first.
+    fn walk(
+        &self,
+        children: &[(Node, u64)],
+        after: u64,
+        skip: &mut u64,
+        want: usize,
+        out: &mut Vec<u64>,
+    ) -> Result<(), ApiError> {
+        let mut next = 0;
+        while next < children.len() && out.len() < want {
+            // Plan: the children this page needs, so that their counts come in one batch.
+            let mut planned = Vec::new();
+            let mut plan_skip = *skip;
+            let mut need = (want - out.len()) as u64;
+            while next < children.len() && need > 0 {
+                let (node, live) = children[next];
+                next += 1;
+                if live == 0 || node.last() <= after {
+                    continue;
+                }
+                // Ids start at 1: node 0 holds none at or below `after` = 0.
+                if node.first().max(1) > after {
+                    if plan_skip >= live {
+                        plan_skip -= live;
+                        *skip -= live;
+                        continue;
+                    }
+                    need = need.saturating_sub(live - plan_skip);
+                    plan_skip = 0;
+                    planned.push(node);
+                } else {
+                    // Straddles `after`: how many of its ids follow it is known only below, so
+                    // it is planned alone.
+                    planned.push(node);
+                    break;
+                }
+            }
+            if planned.is_empty() {
+                break;
+            }
+            if planned[0].level == 0 {
+                for node in planned {
+                    if out.len() >= want {
+                        break;
+                    }
+                    if *skip > 0 {
+                        *skip -= 1;
+                    } else {
+                        out.push(node.n);
+                    }
+                }
+                continue;
+            }
+            let counts = self.counts(&planned)?;
+            for (node, counts) in planned.iter().zip(counts) {
+                if out.len() >= want {
+                    break;
+                }
+                let grandchildren: Vec<(Node, u64)> = (0..FANOUT)
+                    .map(|c| (node.child(c), counts.live[c as usize]))
+                    .collect();
+                self.walk(&grandchildren, after, skip, want, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The counts of `nodes`' children, each from a summary that can be trusted, or computed
+    /// afresh from the level below (and stored for the next reader).
+    pub fn counts(&self, nodes: &[Node]) -> Result<Vec<Counts>, ApiError> {
+        let missing: Vec<Node> = {
+            let known = self.counts.borrow();
+            nodes
+                .iter()
+                .filter(|node| !known.contains_key(node))
+                .copied()
+                .collect()
+        };
+        if !missing.is_empty() {
+            let computed = self.load(&missing)?;
+            self.counts
+                .borrow_mut()
+                .extend(missing.into_iter().zip(computed));
+        }
+        let known = self.counts.borrow();
+        Ok(nodes.iter().map(|node| known[node].clone()).collect())
+    }
+
+    /// Reads the fences and summaries of `nodes`; recomputes the ones that cannot be trusted.
+    fn load(&self, nodes: &[Node]) -> Result<Vec<Counts>, ApiError> {
+        let keys: Vec<String> = nodes
+            .iter()
+            .flat_map(|node| [node.fence_key(), node.summary_key()])
+            .collect();
+        let values = self.get_many(&keys)?;
+        let mut result: Vec<Option<Counts>> = vec![None; nodes.len()];
+        // Nodes to recompute: index, the fence read before the data, and the summary to store
+        // afterwards (with counts filled in when the fence was settled).
+        let mut stale: Vec<(usize, u64, Summary)> = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            if node.first() > self.max_id {
+                result[i] = Some(Counts::default());
+                continue;
+            }
+            let fence = match &values[2 * i] {
+                None => 0,
+                Some(bytes) => parse_fence(&keys[2 * i], bytes)?,
+            };
+            let summary: Summary = match &values[2 * i + 1] {
+                None => Summary::default(),
+                Some(bytes) => serde_json::from_slice(bytes).map_err(|err| {
+                    ApiError::Store(format!(
+                        "'{}' is not an index summary: {err}",
+                        keys[2 * i + 1]
+                    ))
+                })?,
+            };
+            if settled(fence) && summary.fence == Some(fence) {
+                result[i] = Some(Counts::from_summary(&summary));
+                continue;
+            }
+            let fence = self.settle(*node, fence, &summary)?;
+            stale.push((i, fence, summary));
+        }
+        if !stale.is_empty() {
+            let recompute: Vec<Node> = stale.iter().map(|(i, _, _)| nodes[*i]).collect();
+            let computed = self.compute(&recompute)?;
+            for ((i, fence, old), counts) in stale.into_iter().zip(computed) {
+                let summary = if settled(fence) {
+                    counts.to_summary(Some(fence))
+                } else {
+                    // A write is in flight, or died: note when this fence value was first seen.
+                    let since = match old.stuck {
+                        Some([seen, since]) if seen == fence => since,
+                        _ => self.now.seconds,
+                    };
+                    Summary {
+                        stuck: Some([fence, since]),
+                        ..Summary::default()
+                    }
+                };
+                // A range nothing was ever fenced in and nothing is in: nothing worth storing
+                // (and a read of an empty store writes nothing).
+                let empty = fence == 0 && counts == Counts::default();
+                if summary != old && !empty {
+                    let bytes = serde_json::to_vec(&summary).map_err(|err| {
+                        ApiError::Store(format!("cannot encode an index summary: {err}"))
+                    })?;
+                    self.kv.set(&nodes[i].summary_key(), &bytes)?;
+                }
+                result[i] = Some(counts);
+            }
+        }
+        Ok(result.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// The fence of `node` to compute at: `fence` itself, unless it has been unsettled and
+    /// unchanged for [`STALE_WRITE`]: then its writers are taken for dead and their writes
+    /// finished on their behalf.
+    fn settle(&self, node: Node, fence: u64, summary: &Summary) -> Result<u64, ApiError> {
+        if settled(fence) {
+            return Ok(fence);
+        }
+        match summary.stuck {
+            Some([seen, since])
+                if seen == fence && self.now.seconds.saturating_sub(since) >= STALE_WRITE_SECS =>
+            {
+                let started = fence & (FINISHED - 1);
+                let finished = fence >> 32;
+                let missing = started.saturating_sub(finished);
+                Ok(self
+                    .kv
+                    .increment(&node.fence_key(), missing.saturating_mul(FINISHED))?)
+            }
+            _ => Ok(fence),
+        }
+    }
+
+    /// The children counts of `nodes`, from the level below.
+    fn compute(&self, nodes: &[Node]) -> Result<Vec<Counts>, ApiError> {
+        let mut result = vec![Counts::default(); nodes.len()];
+        if nodes.iter().all(|node| node.level == 1) {
+            let ids: Vec<u64> = nodes
+                .iter()
+                .flat_map(|node| (0..FANOUT).map(move |c| node.child(c).n))
+                .filter(|id| *id >= 1 && *id <= self.max_id)
+                .collect();
+            for todo in self.records(&ids)? {
+                let i = nodes
+                    .iter()
+                    .position(|node| *node == Node::of(todo.id, 1))
+                    .unwrap_or_default();
+                let c = (todo.id % FANOUT) as usize;
+                result[i].live[c] = 1;
+                result[i].done[c] = u64::from(todo.completed);
+            }
+            return Ok(result);
+        }
+        let children: Vec<Node> = nodes
+            .iter()
+            .flat_map(|node| (0..FANOUT).map(move |c| node.child(c)))
+            .filter(|child| child.first() <= self.max_id)
+            .collect();
+        // Read afresh, after this level's fences: counts cached earlier in the request may
+        // predate them (see "Why a summary can be trusted").
+        let counts = self.load(&children)?;
+        self.counts
+            .borrow_mut()
+            .extend(children.iter().copied().zip(counts.iter().cloned()));
+        for (child, counts) in children.iter().zip(counts) {
+            let parent = Node::of(child.first(), child.level + 1);
+            let i = nodes
+                .iter()
+                .position(|node| *node == parent)
+                .unwrap_or_default();
+            let c = (child.n % FANOUT) as usize;
+            let (live, done) = counts.total();
+            result[i].live[c] = live;
+            result[i].done[c] = done;
+        }
+        Ok(result)
+    }
+}
+
+fn parse_fence(key: &str, bytes: &[u8]) -> Result<u64, ApiError> {
+    parse_counter(bytes)
+        .ok_or_else(|| ApiError::Store(format!("'{key}' does not hold a fence counter")))
+}
+
+/// The index entries of a store that holds exactly the todos `1..=count` and has issued no
+/// other id, with `completed(id)` telling which are done: every summary settled at fence 0,
+/// and the id counter. For seeding large stores fast (tests, benchmarks) without going through
+/// a request per todo; the todo keys themselves are the caller's to write.
+pub fn dense_entries(count: u64, completed: impl Fn(u64) -> bool) -> Vec<(String, Vec<u8>)> {
+    let mut entries = Vec::new();
+    let encode = |counts: &Counts| {
+        serde_json::to_vec(&counts.to_summary(Some(0))).unwrap_or_else(|_| b"{}".to_vec())
+    };
+    let mut level_counts: HashMap<Node, Counts> = HashMap::new();
+    for id in 1..=count {
+        for level in 1..=LEVELS {
+            let node = Node::of(id, level);
+            let below = Node::of(id, level - 1);
+            let c = (below.n % FANOUT) as usize;
+            let counts = level_counts.entry(node).or_default();
+            counts.live[c] += 1;
+            counts.done[c] += u64::from(completed(id));
+        }
+    }
+    let mut nodes: Vec<(&Node, &Counts)> = level_counts.iter().collect();
+    nodes.sort_by_key(|(node, _)| (node.level, node.n));
+    for (node, counts) in nodes {
+        entries.push((node.summary_key(), encode(counts)));
+    }
+    entries.push((NEXT_ID_KEY.to_string(), count.to_string().into_bytes()));
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_read_the_same_whatever_bytes_the_host_keeps_them_in() {
+        for value in [
+            0u64,
+            1,
+            7,
+            255,
+            256,
+            1 << 32 | 3,
+            (5 << 32) | 5,
+            123_456_789,
+        ] {
+            assert_eq!(parse_counter(value.to_string().as_bytes()), Some(value));
+            assert_eq!(
+                parse_counter(&value.to_le_bytes()),
+                Some(value),
+                "LE {value}"
+            );
+            assert_eq!(
+                parse_counter(&value.to_be_bytes()),
+                Some(value),
+                "BE {value}"
+            );
+        }
+        assert_eq!(parse_counter(b"not a counter"), None);
+    }
+}
