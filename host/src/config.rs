@@ -30,7 +30,8 @@ pub struct Cli {
     pub listen: SocketAddr,
 
     /// Key-value store: `sqlite://PATH` (durable, the default), `redis://HOST:PORT[/DB]`
-    /// (shared by many hosts) or `memory://` (lost on exit).
+    /// (shared by many hosts), `nats://HOST:PORT[,HOST:PORT...]` (NATS JetStream, replicated)
+    /// or `memory://` (lost on exit).
     #[arg(long, global = true, env = "TODO_HOST_STORE", default_value = DEFAULT_STORE,
           value_parser = parse_store)]
     pub store: BackendConfig,

@@ -1,7 +1,11 @@
-//! One conformance suite for every `KvBackend`: memory, SQLite (a temporary file) and Redis (a
-//! real `redis-server` started for each test). Each case is written once and instantiated per
-//! backend by `conformance!`.
+//! One conformance suite for every `KvBackend`: memory, SQLite (a temporary file), Redis (a
+//! real `redis-server` started for each test) and NATS JetStream (a real `nats-server` for each
+//! test, and a real three-node cluster with three replicas). Each case is written once and
+//! instantiated per backend by `conformance!`.
 
+#[path = "../../tests/support/nats.rs"]
+#[allow(dead_code)] // The failover tests use the rest.
+mod nats_server;
 #[path = "../../tests/support/redis.rs"]
 mod redis_server;
 
@@ -37,6 +41,26 @@ async fn redis() -> anyhow::Result<Fixture> {
     Ok(Fixture {
         kv: kv::open(&server.url()).await?,
         _keep: Box::new(server),
+    })
+}
+
+async fn nats() -> anyhow::Result<Fixture> {
+    let server = nats_server::NatsServer::start()?;
+    Ok(Fixture {
+        kv: kv::open(&server.url()).await?,
+        _keep: Box::new(server),
+    })
+}
+
+/// Three servers, three replicas (the default for three named servers): every write goes
+/// through RAFT, every read to the stream leader, listing to whichever replica answers.
+async fn nats_cluster() -> anyhow::Result<Fixture> {
+    let cluster = nats_server::NatsCluster::start(3)?;
+    let kv = kv::open(&cluster.url()).await?;
+    assert!(kv.summary().contains("replicas 3"), "{}", kv.summary());
+    Ok(Fixture {
+        kv,
+        _keep: Box::new(cluster),
     })
 }
 
@@ -323,4 +347,4 @@ macro_rules! conformance {
     )*};
 }
 
-conformance!(memory, sqlite, redis);
+conformance!(memory, sqlite, redis, nats, nats_cluster);

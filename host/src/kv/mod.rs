@@ -7,6 +7,7 @@
 //! * [`memory`]: a process-local map; fast, gone when the process stops;
 //! * [`sqlite`]: one SQLite file (WAL); the durable embedded default;
 //! * [`redis`]: a Redis server shared by many host processes; the scale-out store;
+//! * [`nats`]: NATS JetStream key-value, replicated across a cluster; survives losing a server.
 //!
 //! Adding a backend is its file plus one line in [`BACKENDS`]: `--store`, `todo-host up`'s
 //! runtime config, the `--help` text and every error message find it there.
@@ -15,6 +16,7 @@
 //! checked value); opening it ([`BackendConfig::open`]) is a separate, later step.
 
 pub mod memory;
+pub mod nats;
 pub mod redis;
 pub mod sqlite;
 
@@ -157,6 +159,7 @@ pub struct Registration {
 pub const BACKENDS: &[Registration] = &[
     sqlite::REGISTRATION,
     redis::REGISTRATION,
+    nats::REGISTRATION,
     memory::REGISTRATION,
 ];
 

