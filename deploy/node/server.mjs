@@ -1,0 +1,236 @@
+#!/usr/bin/env node
+// A JavaScript host for the todo component: jco transpiles the component to JavaScript and core
+// wasm, and this server gives it what it imports (WASI from @bytecodealliance/preview2-shim,
+// wasi:keyvalue@0.2.0-draft from ./keyvalue.mjs) and serves HTTP with a fresh instance of the
+// component for every request, as todo-host does.
+//
+//   npm ci --prefix deploy/node
+//   node deploy/node/server.mjs                # http://127.0.0.1:3002/, the default (draft) build
+//
+// Flags (`--help`): --listen ADDR, --component FILE, --max-body BYTES, --cache-dir DIR.
+//
+// What it is not: a production server. Requests run one at a time on Node.js's main thread (the
+// component's calls are synchronous); the store is a map in this process (gone on exit); there is
+// no deadline for a guest that loops.
+
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+
+import { transpile } from '@bytecodealliance/jco';
+import { HTTPServer, types as httpTypes } from '@bytecodealliance/preview2-shim/http';
+import { WASIShim } from '@bytecodealliance/preview2-shim/instantiation';
+
+import { MemoryStore, keyvalueImports } from './keyvalue.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+
+/** The default (draft) build of the todo component, where `cargo build -p todo-host` leaves it. */
+const DEFAULT_COMPONENT = path.join(
+  HERE,
+  '../../target/wasm/wasm32-wasip2/release/todo_guest.wasm',
+);
+
+/** todo-host's default address is 3001; this one can run beside it. */
+const DEFAULT_LISTEN = '127.0.0.1:3002';
+
+/** The largest body a request may declare: todo-host's default `--max-body`, 1 MiB. */
+const DEFAULT_MAX_BODY = 1024 * 1024;
+
+const USAGE = `usage: node server.mjs [--listen ADDR] [--component FILE] [--max-body BYTES] [--cache-dir DIR]
+
+  --listen ADDR      address to listen on; port 0 picks a free one (env TODO_NODE_LISTEN; default ${DEFAULT_LISTEN})
+  --component FILE   the component to serve (env TODO_NODE_COMPONENT; default the todo component's draft build)
+  --max-body BYTES   answer 413 to a request whose Content-Length is larger (default ${DEFAULT_MAX_BODY})
+  --cache-dir DIR    where transpiled components are kept, one folder per component hash (default deploy/node/.jco)`;
+
+/** Flags into a plain config; every error names the flag and is raised before anything starts. */
+function config(argv) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      listen: { type: 'string', default: process.env.TODO_NODE_LISTEN ?? DEFAULT_LISTEN },
+      component: { type: 'string', default: process.env.TODO_NODE_COMPONENT ?? DEFAULT_COMPONENT },
+      'max-body': { type: 'string', default: String(DEFAULT_MAX_BODY) },
+      'cache-dir': { type: 'string', default: path.join(HERE, '.jco') },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const match = /^(.+):([0-9]{1,5})$/.exec(values.listen);
+  if (!match || Number(match[2]) > 65535) {
+    throw new Error(`--listen ${values.listen}: expected HOST:PORT`);
+  }
+  const maxBody = Number(values['max-body']);
+  if (!Number.isSafeInteger(maxBody) || maxBody < 0) {
+    throw new Error(`--max-body ${values['max-body']}: expected a number of bytes`);
+  }
+  return {
+    host: match[1].replace(/^\[(.*)\]$/, '$1'),
+    port: Number(match[2]),
+    component: path.resolve(values.component),
+    maxBody,
+    cacheDir: path.resolve(values['cache-dir']),
+  };
+}
+
+/**
+ * Transpiles `component` with jco, once per component: the output goes to a folder named after
+ * the component's hash, so a restart with the same component skips the work (about 3 s).
+ * Returns that folder.
+ */
+async function transpiled(component, cacheDir) {
+  const bytes = await readFile(component).catch((err) => {
+    throw new Error(`--component ${component}: ${err.message}`);
+  });
+  const hash = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+  const dir = path.join(cacheDir, hash);
+  if (existsSync(path.join(dir, 'todo.js'))) {
+    return dir;
+  }
+  const { files } = await transpile(bytes, {
+    name: 'todo',
+    // `instantiate()` as a function we call per request, synchronously: the HTTP shim calls the
+    // handler synchronously, so the instance must exist before it returns.
+    instantiation: 'sync',
+    noTypescript: true,
+    quiet: true,
+  }).catch((err) => {
+    throw new Error(`--component ${component}: jco cannot transpile it: ${err.message ?? err}`);
+  });
+  // Written beside the final folder and renamed into place, so a reader never sees half of it.
+  const partial = `${dir}.${process.pid}.partial`;
+  await rm(partial, { recursive: true, force: true });
+  for (const [name, content] of Object.entries(files)) {
+    const file = path.join(partial, name);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, content);
+  }
+  await rename(partial, dir).catch(async (err) => {
+    // Another process renamed the same component into place first: use theirs.
+    await rm(partial, { recursive: true, force: true });
+    if (!existsSync(path.join(dir, 'todo.js'))) {
+      throw err;
+    }
+  });
+  return dir;
+}
+
+/** The transpiled component's `instantiate`, with its core modules compiled once. */
+async function load(dir) {
+  const { instantiate } = await import(pathToFileURL(path.join(dir, 'todo.js')).href);
+  const modules = new Map();
+  const getCoreModule = (name) => {
+    let module = modules.get(name);
+    if (!module) {
+      throw new Error(`the transpiled component has no core module ${name}`);
+    }
+    return module;
+  };
+  // Compile every core module now, not on the first request.
+  for (const name of ['todo.core.wasm', 'todo.core2.wasm', 'todo.core3.wasm', 'todo.core4.wasm']) {
+    const file = path.join(dir, name);
+    if (existsSync(file)) {
+      modules.set(name, await WebAssembly.compile(await readFile(file)));
+    }
+  }
+  return (imports) => instantiate(getCoreModule, imports);
+}
+
+/** A JSON error answered by this host itself, before any instance runs. */
+function refuse(responseOutparam, status, message) {
+  const { Fields, OutgoingBody, OutgoingResponse, ResponseOutparam } = httpTypes;
+  const body = new TextEncoder().encode(JSON.stringify({ error: message }));
+  const headers = Fields.fromList([
+    ['content-type', new TextEncoder().encode('application/json')],
+    ['content-length', new TextEncoder().encode(String(body.length))],
+    ['access-control-allow-origin', new TextEncoder().encode('*')],
+  ]);
+  const response = new OutgoingResponse(headers);
+  response.setStatusCode(status);
+  const outgoing = response.body();
+  ResponseOutparam.set(responseOutparam, { tag: 'ok', val: response });
+  const stream = outgoing.write();
+  stream.blockingWriteAndFlush(body);
+  stream[Symbol.dispose]?.();
+  OutgoingBody.finish(outgoing, undefined);
+}
+
+async function main() {
+  const settings = config(process.argv.slice(2));
+  const instantiate = await load(await transpiled(settings.component, settings.cacheDir));
+  const store = new MemoryStore();
+
+  // What every instance imports. The shim's defaults would hand the guest this process's
+  // environment and arguments, and its sockets the network: the guest gets none of them, as on
+  // todo-host. No preopens: no files.
+  const shim = new WASIShim({
+    environment: {},
+    arguments: [],
+    sandbox: { preopens: {}, enableNetwork: false },
+  });
+  const imports = { ...shim.getImportObject(), ...keyvalueImports(store) };
+
+  // Which outparams the guest has answered, to tell a trap before its answer from one after it.
+  const answered = new WeakSet();
+  const ResponseOutparam = new Proxy(httpTypes.ResponseOutparam, {
+    get(target, property, receiver) {
+      if (property === 'set') {
+        return (param, response) => {
+          answered.add(param);
+          return target.set(param, response);
+        };
+      }
+      return Reflect.get(target, property, receiver);
+    },
+  });
+  imports['wasi:http/types'] = { ...imports['wasi:http/types'], ResponseOutparam };
+
+  // Instantiate once before listening: a component that does not link fails here, not on the
+  // first request.
+  instantiate(imports);
+
+  const server = new HTTPServer({
+    handle(request, responseOutparam) {
+      const declared = request.headers().get('content-length');
+      const length = declared.length ? Number(new TextDecoder().decode(declared[0])) : 0;
+      if (length > settings.maxBody) {
+        refuse(responseOutparam, 413, `request body is larger than ${settings.maxBody} bytes`);
+        return;
+      }
+      try {
+        // A fresh instance per request: nothing the guest keeps in memory reaches the next one.
+        instantiate(imports).incomingHandler.handle(request, responseOutparam);
+      } catch (err) {
+        console.error(`the component failed: ${err?.stack ?? err}`);
+        if (!answered.has(responseOutparam)) {
+          refuse(responseOutparam, 500, 'the component failed');
+        }
+      }
+    },
+  });
+  server.listen(settings.port, settings.host);
+  const { address, port } = server.address();
+  const shown = address.includes(':') ? `[${address}]` : address;
+  // The one stable start-up line, as todo-host and `wasmtime serve` print it: tests read the port
+  // from it.
+  console.log(`Serving HTTP on http://${shown}:${port}/ (store: ${store.summary()})`);
+
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.on(signal, () => {
+      server.stop();
+      process.exit(0);
+    });
+  }
+}
+
+main().catch((err) => {
+  console.error(`node server: ${err.message ?? err}`);
+  process.exit(1);
+});

