@@ -20,6 +20,9 @@
 //! route whose last segment holds a dot (`/user/jane.doe`) is a 404 when reloaded. A path that
 //! tries to leave the folder is a 400 before any of this. Other methods on these paths are a 405
 //! listing [`PAGE_ALLOW`].
+//!
+//! `/openapi.json` is the API's contract ([`OPENAPI_JSON`]), answered before the public folder is
+//! asked: a file of that name there cannot shadow it.
 
 use crate::error::ApiError;
 use crate::http::{Request, Response};
@@ -32,6 +35,9 @@ use crate::{legacy, page, todos};
 pub const CORS_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
 /// Methods of the page and of every other non-API path.
 pub const PAGE_ALLOW: &str = "GET, HEAD, OPTIONS";
+/// The OpenAPI 3 document of both APIs, served at `GET /openapi.json`. `guest/tests/openapi.rs`
+/// keeps it in step with the routes and limits; `tests/contract.sh` fuzzes a live host against it.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
 /// Answers one request with no public folder. Never fails: every error becomes its JSON response.
 pub fn handle(request: &Request, kv: &dyn Kv, now: Timestamp) -> Response {
@@ -92,6 +98,9 @@ fn route(
         ["api", "rule"] => legacy::rule(request, kv, now),
         ["api", "currentUser"] => legacy::current_user(request),
         ["todos", ..] | ["api", ..] => Err(ApiError::NotFound(format!("no route for {path}"))),
+        ["openapi.json"] if request.method == "GET" => Ok(Response::empty(200)
+            .with_header("content-type", "application/json")
+            .with_body(OPENAPI_JSON.as_bytes().to_vec())),
         _ => match request.method.as_str() {
             "GET" => static_or_page(request, files),
             method => Err(ApiError::MethodNotAllowed {
