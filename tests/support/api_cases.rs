@@ -204,8 +204,8 @@ pub fn legacy_api_over_http(host: &Host) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Run with `--kv-max-batch-keys 7`: every list and bulk delete of both APIs is paged to fit
-/// the host's batch limit, whatever it is (20 todos take three pages of 7).
+/// Run with `--kv-max-batch-keys 7`: every list, page and bulk delete of both APIs works under
+/// the host's batch limit, whatever it is (the host splits larger batches).
 pub fn lists_and_bulk_deletes_work_under_a_small_kv_batch_limit(host: &Host) -> anyhow::Result<()> {
     let mut ids = Vec::new();
     for i in 0..20 {
@@ -231,6 +231,31 @@ pub fn lists_and_bulk_deletes_work_under_a_small_kv_batch_limit(host: &Host) -> 
     assert_eq!(after["pagination"]["total"], 10, "{after}");
     assert_eq!(after["list"].as_array().map(Vec::len), Some(10), "{after}");
     assert_eq!(super::listed_ids(host)?, kept, "the other 10 are left");
+
+    // Cursor pages of 3 over the 10 left: ids in order, `Link` while more remain, the counts.
+    let mut target = "/todos?limit=3".to_string();
+    let mut paged = Vec::new();
+    loop {
+        let page = host.request("GET", &target, None)?;
+        assert_eq!(page.status, 200, "{target}: {}", page.text());
+        assert_eq!(page.header("x-total-count"), Some("10"));
+        paged.extend(
+            page.json()
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["id"].as_u64()),
+        );
+        let Some(link) = page.header("link") else {
+            break;
+        };
+        let next = link
+            .strip_prefix(&format!("<{}", host.base))
+            .and_then(|rest| rest.strip_suffix(">; rel=\"next\""))
+            .with_context(|| format!("not a next link: {link}"))?;
+        target = next.to_string();
+    }
+    assert_eq!(paged, kept, "four pages of 3, 3, 3 and 1");
 
     let (status, body) = host.call("DELETE", "/todos", None)?;
     assert_eq!(status, 204, "{body}");

@@ -5,6 +5,8 @@
 
 pub mod api_cases;
 pub mod browser;
+pub mod nats;
+pub mod platforms;
 pub mod redis;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -450,14 +452,71 @@ pub fn create_concurrently(hosts: &[&Host], count: usize) -> anyhow::Result<Vec<
     })
 }
 
-/// The ids of every todo `host` lists.
+/// The ids of every todo `host` lists, following `Link: <...>; rel="next"` page by page.
 pub fn listed_ids(host: &Host) -> anyhow::Result<Vec<u64>> {
-    let (status, list) = host.call("GET", "/todos", None)?;
-    anyhow::ensure!(status == 200, "GET /todos answered {status}: {list}");
-    Ok(list
-        .as_array()
-        .context("GET /todos is not an array")?
-        .iter()
-        .filter_map(|t| t["id"].as_u64())
-        .collect())
+    let mut target = "/todos".to_string();
+    let mut ids = Vec::new();
+    loop {
+        let response = host.request("GET", &target, None)?;
+        let list = response.json();
+        anyhow::ensure!(
+            response.status == 200,
+            "GET {target} answered {}: {list}",
+            response.status
+        );
+        ids.extend(
+            list.as_array()
+                .context("GET /todos is not an array")?
+                .iter()
+                .filter_map(|t| t["id"].as_u64()),
+        );
+        let Some(link) = response.header("link") else {
+            return Ok(ids);
+        };
+        target = link
+            .strip_prefix(&format!("<{}", host.base))
+            .and_then(|rest| rest.strip_suffix(">; rel=\"next\""))
+            .with_context(|| format!("not a next link to this host: {link}"))?
+            .to_string();
+    }
+}
+
+/// Whether seeded todo `id` is completed: every third one.
+pub fn seeded_completed(id: u64) -> bool {
+    id.is_multiple_of(3)
+}
+
+/// Fills the store at `url` with todos `1..=count`, as the todo component would have left them
+/// (todo keys, the id index, the id counter), through the real KV backend in batches of 1,000:
+/// a large store in seconds instead of a request per todo. Start the host after it. Use a store
+/// another process can open (`sqlite://` or `redis://`), not `memory://`.
+pub fn seed_todos(url: &str, count: u64) -> anyhow::Result<()> {
+    use todo_guest::records::{BUCKET, TodoRecord, todo_key};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let backend = todo_host::kv::open(url).await?;
+        let mut batch = Vec::with_capacity(1000);
+        for id in 1..=count {
+            let record = TodoRecord {
+                id,
+                title: format!("seeded todo {id}"),
+                completed: seeded_completed(id),
+                order: i64::try_from(id)?,
+                description: String::new(),
+                created_at: "2026-01-01T00:00:00.000Z".to_string(),
+                updated_at: "2026-01-01T00:00:00.000Z".to_string(),
+            };
+            batch.push((todo_key(id), serde_json::to_vec(&record)?));
+            if batch.len() == 1000 || id == count {
+                backend.set_many(BUCKET, &batch).await?;
+                batch.clear();
+            }
+        }
+        for chunk in todo_guest::index::dense_entries(count, seeded_completed).chunks(1000) {
+            backend.set_many(BUCKET, chunk).await?;
+        }
+        anyhow::Ok(())
+    })
 }

@@ -5,9 +5,9 @@
 //! Two drafts of the interface are linked side by side, because pre-release versions never link
 //! against each other: [`draft`] (`@0.2.0-draft`: wasmtime, wasmCloud) and [`draft2`]
 //! (`@0.2.0-draft2`: Spin). Each holds only its generated bindings and the conversions to them;
-//! what they do alike lives here, once: opening buckets ([`KvView::open_bucket`]), every call held
+//! what they do alike lives here, once: opening buckets (`KvView::open_bucket`), every call held
 //! to the request's [`KvBudget`], and the one place a host error becomes what the guest sees
-//! ([`HostError::into_wit`]).
+//! (`HostError::into_wit`).
 //!
 //! A bucket resource is only a name: opening one copies nothing, so every instance sees the
 //! shared store as it is now, and what it writes is there for the next request.
