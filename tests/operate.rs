@@ -364,11 +364,9 @@ fn write_version(path: &Path, version: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What one client request saw: when it started, and the version that answered (or the error).
-type Seen = (Instant, Result<String, String>);
-
-#[test]
-fn reloads_under_load_drop_no_request_and_switch_every_later_request() -> anyhow::Result<()> {
+/// A host serving version `v0000001` of the version fixture from a file it can be reloaded
+/// from, with an admin listener; the folder lives as long as the returned guard.
+fn version_host() -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf, Host)> {
     let dir = temp_dir()?;
     let component = dir.path().join("app.wasm");
     write_version(&component, "v0000001")?;
@@ -380,6 +378,15 @@ fn reloads_under_load_drop_no_request_and_switch_every_later_request() -> anyhow
         "--admin-listen",
         "127.0.0.1:0",
     ])?;
+    Ok((dir, component, host))
+}
+
+/// What one client request saw: when it started, and the version that answered (or the error).
+type Seen = (Instant, Result<String, String>);
+
+#[test]
+fn reloads_under_load_drop_no_request_and_switch_every_later_request() -> anyhow::Result<()> {
+    let (_dir, component, host) = version_host()?;
     let host = &host;
     let stop = AtomicBool::new(false);
     let seen: Mutex<Vec<Seen>> = Mutex::new(Vec::new());
@@ -498,17 +505,7 @@ fn reloads_under_load_drop_no_request_and_switch_every_later_request() -> anyhow
 
 #[test]
 fn bad_reload_requests_change_nothing() -> anyhow::Result<()> {
-    let dir = temp_dir()?;
-    let component = dir.path().join("app.wasm");
-    write_version(&component, "v0000001")?;
-    let host = Host::start(&[
-        "--store",
-        "memory://",
-        "--component",
-        &component.display().to_string(),
-        "--admin-listen",
-        "127.0.0.1:0",
-    ])?;
+    let (_dir, component, host) = version_host()?;
     assert_eq!(admin(&host, "GET", "/admin/reload")?.0, 405);
     let url = format!("{}/admin/reload", admin_base(&host)?);
     let with_body = match ureq::post(&url).send_string("{\"component\":\"/etc/passwd\"}") {
