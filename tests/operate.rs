@@ -347,6 +347,19 @@ fn readiness_follows_the_store_and_health_the_process() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[test]
+fn metrics_off_records_nothing_and_health_still_answers() -> anyhow::Result<()> {
+    let host = Host::start(&["--no-metrics", "--admin-listen", "127.0.0.1:0"])?;
+    let (status, _) = host.call("POST", "/todos", Some(r#"{"title":"counted nowhere"}"#))?;
+    assert_eq!(status, 201);
+    let (status, body) = admin(&host, "GET", "/metrics")?;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("--no-metrics"), "{body}");
+    assert_eq!(admin(&host, "GET", "/healthz")?.0, 200);
+    assert_eq!(admin(&host, "GET", "/readyz")?.0, 200);
+    Ok(())
+}
+
 /// Writes a copy of the version fixture that answers `version` (8 characters) to `path`.
 fn write_version(path: &Path, version: &str) -> anyhow::Result<()> {
     anyhow::ensure!(version.len() == 8, "versions are 8 characters: {version:?}");

@@ -187,6 +187,10 @@ async fn answer(
 ) -> AdminResponse {
     let method = request.method().clone();
     match (method.as_str(), request.uri().path()) {
+        ("GET", "/metrics") if !control.runtime.metrics().on() => json(
+            404,
+            serde_json::json!({ "error": "metrics are off (--no-metrics)" }),
+        ),
         ("GET", "/metrics") => {
             // Scrapes see whether each store answers now, not at the last readiness check.
             let _ = control.probe_stores().await;

@@ -127,6 +127,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "TODO_HOST_NO_ACCESS_LOG")]
     pub no_access_log: bool,
 
+    /// Record no metrics (on by default; served at `/metrics` on `--admin-listen`). Health
+    /// checks and reloads keep working.
+    #[arg(long, global = true, env = "TODO_HOST_NO_METRICS")]
+    pub no_metrics: bool,
+
     /// The base URL clients reach this host by (`https://todo.example.com`), when it runs behind
     /// a proxy: absolute URLs in answers (`url`, `Location`) use it instead of the request's
     /// `Host`.
@@ -238,6 +243,8 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// One log line per request.
     pub access_log: bool,
+    /// Metrics recorded (and served at `/metrics`).
+    pub metrics: bool,
     pub shutdown_grace: Duration,
     /// An app manifest, for `todo-host up`; `None`: the single component of the command line.
     pub app: Option<AppSource>,
@@ -280,6 +287,7 @@ impl From<Cli> for Config {
             public_url: cli.public_url,
             admin_listen: cli.admin_listen,
             access_log: !cli.no_access_log,
+            metrics: !cli.no_metrics,
             shutdown_grace: cli.shutdown_grace,
             app: cli.command.map(
                 |Command::Up {
@@ -312,6 +320,7 @@ impl Default for Config {
             public_url: None,
             admin_listen: None,
             access_log: true,
+            metrics: true,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             app: None,
         }

@@ -71,7 +71,13 @@ pub struct ComponentLabels {
 
 /// Every metric of one host.
 pub struct Metrics {
+    /// Off (`--no-metrics`): nothing is recorded and `/metrics` says so.
+    on: bool,
     registry: Registry,
+    /// The series a request touches, made at start-up: a request counts through an atomic, not
+    /// through a family's lock and hash.
+    request_series: [[Counter; STATUS_CLASSES.len()]; ROUTE_GROUPS.len()],
+    duration_series: [Histogram; ROUTE_GROUPS.len()],
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub instantiation_duration: Histogram,
@@ -179,8 +185,20 @@ impl Metrics {
         );
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register("reloads", "Component reloads, by outcome", reloads.clone());
+        let request_series = ROUTE_GROUPS.map(|route| {
+            STATUS_CLASSES.map(|status| {
+                requests
+                    .get_or_create(&RequestLabels { route, status })
+                    .clone()
+            })
+        });
+        let duration_series =
+            ROUTE_GROUPS.map(|route| request_duration.get_or_create(&RouteLabels { route }).clone());
         Self {
+            on: true,
             registry,
+            request_series,
+            duration_series,
             requests,
             request_duration,
             instantiation_duration,
@@ -196,6 +214,20 @@ impl Metrics {
         }
     }
 
+    /// Metrics that record nothing (`--no-metrics`): what the observability layer costs is
+    /// measured against this.
+    pub fn off() -> Self {
+        Self {
+            on: false,
+            ..Self::new()
+        }
+    }
+
+    /// Whether anything is recorded.
+    pub fn on(&self) -> bool {
+        self.on
+    }
+
     /// The text exposition of every metric (OpenMetrics).
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -204,17 +236,46 @@ impl Metrics {
         text
     }
 
-    /// Records one answered request.
-    pub fn request_done(&self, route: &'static str, status: u16, took: Duration) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                route,
-                status: status_class(status),
-            })
-            .inc();
-        self.request_duration
-            .get_or_create(&RouteLabels { route })
-            .observe(took.as_secs_f64());
+    /// Records one answered request to `path`.
+    pub fn request_done(&self, path: &str, status: u16, took: Duration) {
+        if !self.on {
+            return;
+        }
+        let route = route_index(path);
+        self.request_series[route][status_index(status)].inc();
+        self.duration_series[route].observe(took.as_secs_f64());
+    }
+
+    /// A request began (`true`) or ended (`false`).
+    pub fn in_flight(&self, began: bool) {
+        if self.on {
+            if began {
+                self.in_flight.inc();
+            } else {
+                self.in_flight.dec();
+            }
+        }
+    }
+
+    /// Records a request's instantiation time.
+    pub fn instantiated(&self, took: Duration) {
+        if self.on {
+            self.instantiation_duration.observe(took.as_secs_f64());
+        }
+    }
+
+    /// Records a request's time in the guest.
+    pub fn guest_ran(&self, took: Duration) {
+        if self.on {
+            self.guest_duration.observe(took.as_secs_f64());
+        }
+    }
+
+    /// Records an answer the host gave itself, for `reason`.
+    pub fn refused(&self, reason: &'static str) {
+        if self.on {
+            self.refusals.get_or_create(&RefusalLabels { reason }).inc();
+        }
     }
 
     /// Names `component` with `hash` as the one loaded now, and forgets `replaced`.
@@ -234,45 +295,93 @@ impl Metrics {
     }
 }
 
+/// The route groups, the values of the `route` label.
+const ROUTE_GROUPS: [&str; 3] = ["todos", "api", "other"];
+
+/// The status classes, the values of the `status` label.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
 /// The route group of `path`, one of a fixed few.
 pub fn route_group(path: &str) -> &'static str {
+    ROUTE_GROUPS[route_index(path)]
+}
+
+fn route_index(path: &str) -> usize {
     match path.trim_start_matches('/').split('/').next() {
-        Some("todos") => "todos",
-        Some("api") => "api",
-        _ => "other",
+        Some("todos") => 0,
+        Some("api") => 1,
+        _ => 2,
     }
 }
 
-fn status_class(status: u16) -> &'static str {
+fn status_index(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
 
-/// The operations a backend is called for, as `op` labels.
-const KV_OPS: [&str; 10] = [
-    "get",
-    "set",
-    "delete",
-    "exists",
-    "list_keys",
-    "increment",
-    "compare_and_swap",
-    "get_many",
-    "set_many",
-    "delete_many",
-];
+/// The operations a backend is called for; their names are the `op` labels.
+#[derive(Debug, Clone, Copy)]
+enum KvOp {
+    Get,
+    Set,
+    Delete,
+    Exists,
+    ListKeys,
+    Increment,
+    CompareAndSwap,
+    GetMany,
+    SetMany,
+    DeleteMany,
+}
+
+impl KvOp {
+    const ALL: [KvOp; 10] = [
+        KvOp::Get,
+        KvOp::Set,
+        KvOp::Delete,
+        KvOp::Exists,
+        KvOp::ListKeys,
+        KvOp::Increment,
+        KvOp::CompareAndSwap,
+        KvOp::GetMany,
+        KvOp::SetMany,
+        KvOp::DeleteMany,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            KvOp::Get => "get",
+            KvOp::Set => "set",
+            KvOp::Delete => "delete",
+            KvOp::Exists => "exists",
+            KvOp::ListKeys => "list_keys",
+            KvOp::Increment => "increment",
+            KvOp::CompareAndSwap => "compare_and_swap",
+            KvOp::GetMany => "get_many",
+            KvOp::SetMany => "set_many",
+            KvOp::DeleteMany => "delete_many",
+        }
+    }
+}
+
+/// The series one operation of one store counts into, made once.
+struct OpSeries {
+    calls: Counter,
+    errors: Counter,
+    duration: Histogram,
+}
 
 /// A backend that counts and times every call of the one it wraps, under its store label.
 pub struct MeteredBackend {
     inner: Arc<dyn KvBackend>,
     metrics: Arc<Metrics>,
-    /// One label set per entry of [`KV_OPS`], made once: a call only hashes it.
-    labels: Vec<KvLabels>,
+    /// One entry per [`KvOp`], in [`KvOp::ALL`]'s order.
+    series: Vec<OpSeries>,
     store: StoreLabels,
 }
 
@@ -283,18 +392,25 @@ impl MeteredBackend {
         store: &str,
         backend: &'static str,
     ) -> Self {
-        let labels = KV_OPS
+        let series = KvOp::ALL
             .iter()
-            .map(|op| KvLabels {
-                op,
-                store: store.to_string(),
-                backend,
+            .map(|op| {
+                let labels = KvLabels {
+                    op: op.name(),
+                    store: store.to_string(),
+                    backend,
+                };
+                OpSeries {
+                    calls: metrics.kv_operations.get_or_create(&labels).clone(),
+                    errors: metrics.kv_errors.get_or_create(&labels).clone(),
+                    duration: metrics.kv_duration.get_or_create(&labels).clone(),
+                }
             })
             .collect();
         Self {
             inner,
             metrics,
-            labels,
+            series,
             store: StoreLabels {
                 store: store.to_string(),
                 backend,
@@ -304,20 +420,19 @@ impl MeteredBackend {
 
     async fn timed<T>(
         &self,
-        op: &'static str,
+        op: KvOp,
         call: impl Future<Output = Result<T, KvError>>,
     ) -> Result<T, KvError> {
+        if !self.metrics.on {
+            return call.await;
+        }
         let started = Instant::now();
         let result = call.await;
-        if let Some(labels) = self.labels.iter().find(|labels| labels.op == op) {
-            self.metrics
-                .kv_duration
-                .get_or_create(labels)
-                .observe(started.elapsed().as_secs_f64());
-            self.metrics.kv_operations.get_or_create(labels).inc();
-            if result.is_err() {
-                self.metrics.kv_errors.get_or_create(labels).inc();
-            }
+        let series = &self.series[op as usize];
+        series.duration.observe(started.elapsed().as_secs_f64());
+        series.calls.inc();
+        if result.is_err() {
+            series.errors.inc();
         }
         result
     }
@@ -351,24 +466,24 @@ impl KvBackend for MeteredBackend {
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.timed("get", self.inner.get(bucket, key)).await
+        self.timed(KvOp::Get, self.inner.get(bucket, key)).await
     }
 
     async fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.timed("set", self.inner.set(bucket, key, value)).await
+        self.timed(KvOp::Set, self.inner.set(bucket, key, value)).await
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), KvError> {
-        self.timed("delete", self.inner.delete(bucket, key)).await
+        self.timed(KvOp::Delete, self.inner.delete(bucket, key)).await
     }
 
     async fn list_keys(&self, bucket: &str, cursor: Option<u64>) -> Result<KeyPage, KvError> {
-        self.timed("list_keys", self.inner.list_keys(bucket, cursor))
+        self.timed(KvOp::ListKeys, self.inner.list_keys(bucket, cursor))
             .await
     }
 
     async fn increment(&self, bucket: &str, key: &str, delta: i64) -> Result<i64, KvError> {
-        self.timed("increment", self.inner.increment(bucket, key, delta))
+        self.timed(KvOp::Increment, self.inner.increment(bucket, key, delta))
             .await
     }
 
@@ -380,28 +495,28 @@ impl KvBackend for MeteredBackend {
         value: &[u8],
     ) -> Result<bool, KvError> {
         self.timed(
-            "compare_and_swap",
+            KvOp::CompareAndSwap,
             self.inner.compare_and_swap(bucket, key, expected, value),
         )
         .await
     }
 
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, KvError> {
-        self.timed("exists", self.inner.exists(bucket, key)).await
+        self.timed(KvOp::Exists, self.inner.exists(bucket, key)).await
     }
 
     async fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Values, KvError> {
-        self.timed("get_many", self.inner.get_many(bucket, keys))
+        self.timed(KvOp::GetMany, self.inner.get_many(bucket, keys))
             .await
     }
 
     async fn set_many(&self, bucket: &str, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
-        self.timed("set_many", self.inner.set_many(bucket, entries))
+        self.timed(KvOp::SetMany, self.inner.set_many(bucket, entries))
             .await
     }
 
     async fn delete_many(&self, bucket: &str, keys: &[String]) -> Result<(), KvError> {
-        self.timed("delete_many", self.inner.delete_many(bucket, keys))
+        self.timed(KvOp::DeleteMany, self.inner.delete_many(bucket, keys))
             .await
     }
 }

@@ -36,7 +36,7 @@ use crate::admission::{Admission, Slot};
 use crate::exchange::Exchange;
 use crate::incoming::read_request;
 use crate::limits::Limits;
-use crate::metrics::{Metrics, route_group};
+use crate::metrics::Metrics;
 use crate::refusal::{GuestOutcome, Refusal};
 use crate::routes::RouteTable;
 use crate::state::RequestState;
@@ -287,26 +287,20 @@ impl Runtime {
         let deployment = self.deployment();
         let component = deployment.routes.pick(uri.path());
         let timings = Arc::new(Timings::default());
-        self.metrics.in_flight.inc();
+        self.metrics.in_flight(true);
         let result = match component {
             None => Err(Refusal::no_route(uri.path())),
             Some(component) => self.admit_and_serve(component, request, &timings).await,
         };
         let response = result.unwrap_or_else(|refusal| {
-            self.metrics
-                .refusals
-                .get_or_create(&crate::metrics::RefusalLabels {
-                    reason: refusal.reason(),
-                })
-                .inc();
+            self.metrics.refused(refusal.reason());
             let _request = tracing::warn_span!("request", %method, %uri).entered();
             refusal.into_response()
         });
-        self.metrics.in_flight.dec();
+        self.metrics.in_flight(false);
         let took = started.elapsed();
         let status = response.status().as_u16();
-        self.metrics
-            .request_done(route_group(uri.path()), status, took);
+        self.metrics.request_done(uri.path(), status, took);
         if self.access_log {
             tracing::info!(
                 target: "todo_host::access",
@@ -405,17 +399,13 @@ impl Runtime {
                 Ok(proxy) => {
                     let instantiated = started.elapsed();
                     guest_timings.instantiated(instantiated);
-                    metrics
-                        .instantiation_duration
-                        .observe(instantiated.as_secs_f64());
+                    metrics.instantiated(instantiated);
                     let called = std::time::Instant::now();
                     let result = proxy
                         .wasi_http_incoming_handler()
                         .call_handle(&mut store, incoming, outparam)
                         .await;
-                    metrics
-                        .guest_duration
-                        .observe(called.elapsed().as_secs_f64());
+                    metrics.guest_ran(called.elapsed());
                     result
                 }
                 Err(err) => Err(err),

@@ -42,7 +42,11 @@ impl Server {
     /// in that order, so that a bad flag or a store that cannot open fails before anything
     /// listens.
     pub async fn bind(config: &Config, app: &App) -> anyhow::Result<Self> {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(if config.metrics {
+            Metrics::new()
+        } else {
+            Metrics::off()
+        });
         let mut metered = HashMap::new();
         for (label, settings) in &app.backends {
             let backend = settings

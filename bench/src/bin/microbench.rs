@@ -23,14 +23,65 @@ use todo_host::kv::memory::MemoryBackend;
 const ROUNDS: usize = 5;
 
 fn main() -> anyhow::Result<()> {
-    let svg_path = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "bench/scaling.svg".to_string());
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(run(&svg_path))
+    match args.as_slice() {
+        [flag, what, count] if flag == "--loop" => runtime.block_on(repeat(what, count.parse()?)),
+        [] => runtime.block_on(run("bench/scaling.svg")),
+        [svg_path] => runtime.block_on(run(svg_path)),
+        _ => anyhow::bail!("usage: microbench [SVG_PATH] | microbench --loop WHAT COUNT"),
+    }
+}
+
+/// `--loop WHAT COUNT`: one operation COUNT times, for a profiler to watch (`perf stat -e
+/// instructions -- microbench --loop get 20000`). WHAT: `instantiate`, `hello` (needs `HELLO_WASM`), `get`
+/// (`GET /todos/1`), `post`, `list` (`GET /todos`, 10 todos). The store is in memory unless
+/// `MICROBENCH_STORE` names another (`sqlite:///tmp/loop.db`); the todo component is the embedded
+/// one unless `TODO_WASM` names another build of it.
+async fn repeat(what: &str, count: u64) -> anyhow::Result<()> {
+    let store: Arc<dyn KvBackend> = match std::env::var("MICROBENCH_STORE") {
+        Ok(url) => todo_host::kv::open(&url).await?,
+        Err(_) => Arc::new(MemoryBackend::new()),
+    };
+    fill(store.as_ref(), 10).await?;
+    let host = match what {
+        "hello" => {
+            let hello = std::env::var_os("HELLO_WASM")
+                .ok_or_else(|| anyhow::anyhow!("hello needs HELLO_WASM=path/to/hello.wasm"))?;
+            Runtime::builder()
+                .component(std::fs::read(hello)?)
+                .build()?
+        }
+        _ => match std::env::var_os("TODO_WASM") {
+            // Another build of the todo component, to compare builds.
+            Some(path) => Runtime::builder()
+                .component(std::fs::read(path)?)
+                .backend(store)
+                .build()?,
+            None => Runtime::builder().backend(store).build()?,
+        },
+    };
+    let started = Instant::now();
+    for _ in 0..count {
+        {
+            match what {
+                "instantiate" => host.instantiate_only().await?,
+                "hello" => call(&host, "GET", "/", None).await?,
+                "get" => call(&host, "GET", "/todos/1", None).await?,
+                "post" => call(&host, "POST", "/todos", Some(r#"{"title":"bench"}"#)).await?,
+                "list" => call(&host, "GET", "/todos", None).await?,
+                other => anyhow::bail!("--loop {other}: use instantiate, hello, get, post or list"),
+            }
+        }
+    }
+    println!(
+        "{what}: {count} requests, {:.2} µs each",
+        started.elapsed().as_secs_f64() * 1e6 / count as f64
+    );
+    Ok(())
 }
 
 async fn run(svg_path: &str) -> anyhow::Result<()> {
