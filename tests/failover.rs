@@ -24,8 +24,10 @@ const CLIENTS: usize = 8;
 const STEADY: Duration = Duration::from_secs(3);
 /// The longest the load runs after the kill, whatever happens.
 const AFTER_KILL_MAX: Duration = Duration::from_secs(30);
-/// The longest outage window the test accepts (see the assertion for why not 5 s).
+/// The longest outage window (and stall) the test accepts (see the assertion for why not 5 s).
 const OUTAGE_BOUND: Duration = Duration::from_secs(15);
+/// How often the surviving servers are asked who leads the stream, after the kill.
+const LEADER_POLL: Duration = Duration::from_millis(20);
 /// Each client's pause between creates: keeps the number of todos (and the final listing) modest.
 const PAUSE: Duration = Duration::from_millis(10);
 
@@ -57,6 +59,23 @@ fn outage_window(outcomes: &mut [Outcome]) -> Duration {
         }
     }
     longest
+}
+
+/// The longest stretch without an acknowledged create: between two successive answers 201, by
+/// the time they came. Unlike [`outage_window`] it also counts creates that were slow rather than
+/// failed (a host holding requests until the store answers would have no outage window at all).
+/// `outcomes` must be sorted by time.
+fn longest_stall(outcomes: &[Outcome]) -> Duration {
+    let successes: Vec<Duration> = outcomes
+        .iter()
+        .filter(|o| o.id.is_some())
+        .map(|o| o.at)
+        .collect();
+    successes
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .max()
+        .unwrap_or_default()
 }
 
 /// Every todo id `host` lists, following `Link: <...>; rel="next"` from page to page.
@@ -120,7 +139,7 @@ fn killing_the_stream_leader_under_load_loses_no_acknowledged_write() -> anyhow:
     let outcomes = Mutex::new(Vec::new());
     let stop = AtomicBool::new(false);
     let start = Instant::now();
-    let killed_at = std::thread::scope(|scope| -> anyhow::Result<Duration> {
+    let (killed_at, elected) = std::thread::scope(|scope| {
         for client in 0..CLIENTS {
             let (outcomes, stop, hosts) = (&outcomes, &stop, &hosts);
             scope.spawn(move || {
@@ -142,11 +161,24 @@ fn killing_the_stream_leader_under_load_loses_no_acknowledged_write() -> anyhow:
         std::thread::sleep(STEADY);
         let killed_at = start.elapsed();
         let killed = cluster.kill9(victim);
-        // Keep the load going until creates have succeeded again for a while.
+        // Keep the load going until creates have succeeded again for a while; meanwhile, ask the
+        // survivors who leads, to tell the servers' election from the hosts' part of the outage.
         let deadline = Instant::now() + AFTER_KILL_MAX;
         let mut recovered_at = None;
+        let mut elected: Option<(Duration, String)> = None;
         while Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(LEADER_POLL);
+            if elected.is_none() {
+                let survivors = cluster.nodes.iter().filter(|node| node.is_running());
+                for node in survivors {
+                    if let Ok(Some(leader)) = node.stream_leader_seen(TODO_STREAM)
+                        && leader != cluster.nodes[victim].name
+                    {
+                        elected = Some((start.elapsed(), leader));
+                        break;
+                    }
+                }
+            }
             let outcomes = outcomes.lock().unwrap();
             let failed_after_kill = outcomes.iter().any(|o| o.at > killed_at && o.id.is_none());
             let last_failure = outcomes
@@ -169,7 +201,7 @@ fn killing_the_stream_leader_under_load_loses_no_acknowledged_write() -> anyhow:
         }
         stop.store(true, Ordering::Relaxed);
         killed?;
-        Ok(killed_at)
+        anyhow::Ok((killed_at, elected))
     })?;
 
     let mut outcomes = outcomes.into_inner().unwrap();
@@ -179,6 +211,18 @@ fn killing_the_stream_leader_under_load_loses_no_acknowledged_write() -> anyhow:
     let distinct: HashSet<u64> = acknowledged.iter().copied().collect();
     let failed = outcomes.iter().filter(|o| o.id.is_none()).count();
     let window = outage_window(&mut outcomes);
+    let stall = longest_stall(&outcomes);
+    let (elected_at, new_leader) = elected.context("no survivor named a new leader")?;
+    let first_after_election = outcomes
+        .iter()
+        .find(|o| o.at >= elected_at && o.id.is_some())
+        .map(|o| o.at)
+        .context("no create succeeded after the election")?;
+    let last_before_kill = outcomes
+        .iter()
+        .rev()
+        .find(|o| o.at <= killed_at && o.id.is_some())
+        .map_or(Duration::ZERO, |o| o.at);
 
     // Every acknowledged create is there, read through both hosts.
     let listed: Vec<u64> = all_ids(&hosts[0])?;
@@ -187,11 +231,18 @@ fn killing_the_stream_leader_under_load_loses_no_acknowledged_write() -> anyhow:
     println!(
         "failover: killed {leader} (the leader of {TODO_STREAM}) at {killed_at:.1?} under {CLIENTS} \
          clients; acknowledged {} creates, {failed} failed; found {} of them (listed {}); lost {}; \
-         outage window {window:.2?}",
+         outage window {window:.2?}; longest stall {stall:.2?}",
         acknowledged.len(),
         distinct.intersection(&listed_set).count(),
         listed.len(),
         lost.len(),
+    );
+    println!(
+        "failover timing: last 201 before the kill at {last_before_kill:.2?}, kill at \
+         {killed_at:.2?}; a survivor named {new_leader} leader {:.2?} after the kill (RAFT \
+         election); first 201 after that {:.2?} later (the hosts' part)",
+        elected_at - killed_at,
+        first_after_election - elected_at,
     );
     assert_eq!(
         distinct.len(),
@@ -204,9 +255,12 @@ fn killing_the_stream_leader_under_load_loses_no_acknowledged_write() -> anyhow:
         outcomes.iter().any(|o| o.at > killed_at && o.id.is_some()),
         "no create succeeded after the kill"
     );
-    // JetStream's RAFT followers wait 4 to 9 s (fixed in nats-server) without word from a leader
-    // before they elect another; add the client's timeouts, and this bound catches a hang.
+    // JetStream's RAFT followers wait 4 to 9 s (fixed in nats-server: `minElectionTimeout`,
+    // `maxElectionTimeout` in server/raft.go, no option) without word from a leader before they
+    // elect another; the outage cannot be shorter than that election, and this bound catches a
+    // hang.
     assert!(window < OUTAGE_BOUND, "outage window {window:?}");
+    assert!(stall < OUTAGE_BOUND, "longest stall {stall:?}");
     let through_b: HashSet<u64> = all_ids(&hosts[1])?.into_iter().collect();
     assert!(distinct.is_subset(&through_b), "host B lists fewer");
     // No host was restarted: the same two processes served all of it.

@@ -141,6 +141,32 @@ impl NatsNode {
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
+
+    /// Who this server takes for the leader of `stream` (`/jsz` on its monitoring port, which
+    /// answers from the server's own state, without asking the cluster): `None` while its RAFT
+    /// group has no leader (an election), or when it does not hold the stream.
+    pub fn stream_leader_seen(&self, stream: &str) -> anyhow::Result<Option<String>> {
+        let (status, body) = monitor_get(self.monitor_port, "/jsz?accounts=true&streams=true")?;
+        anyhow::ensure!(status.contains(" 200"), "/jsz on {}: {status}", self.name);
+        let jsz: serde_json::Value = serde_json::from_str(&body)
+            .with_context(|| format!("/jsz on {} is not JSON: {body}", self.name))?;
+        let accounts = jsz["account_details"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let leader = accounts
+            .iter()
+            .flat_map(|account| {
+                account["stream_detail"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .find(|detail| detail["name"] == stream)
+            .and_then(|detail| detail["cluster"]["leader"].as_str().map(str::to_string))
+            .filter(|leader| !leader.is_empty());
+        Ok(leader)
+    }
 }
 
 impl Drop for NatsNode {
@@ -149,17 +175,22 @@ impl Drop for NatsNode {
     }
 }
 
-/// `GET /healthz` on the monitoring port: is it 200?
-fn healthz(port: u16) -> anyhow::Result<bool> {
+/// `GET path` on a monitoring port: the status line and the body.
+fn monitor_get(port: u16, path: &str) -> anyhow::Result<(String, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
-    Ok(answer
-        .lines()
-        .next()
-        .is_some_and(|status| status.split_whitespace().nth(1) == Some("200")))
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.lines().next().unwrap_or_default().to_string();
+    Ok((status, body.to_string()))
+}
+
+/// `GET /healthz` on the monitoring port: is it 200?
+fn healthz(port: u16) -> anyhow::Result<bool> {
+    let (status, _) = monitor_get(port, "/healthz")?;
+    Ok(status.split_whitespace().nth(1) == Some("200"))
 }
 
 fn log_tail(path: &Path) -> String {

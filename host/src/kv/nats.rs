@@ -70,18 +70,32 @@
 //! without direct get is listed from the leader alone, [`LEADER_PAGE`] messages a page.
 //!
 //! # Failures
-//! Every request has a deadline ([`REQUEST_TIMEOUT`]; a whole operation, retries included,
-//! [`OPERATION_TIMEOUT`]): with the cluster gone or without quorum, the guest gets an error at
-//! once or within that bound, and the todo component answers 503. The client reconnects by itself
-//! (backoff capped at [`MAX_RECONNECT_DELAY`]), so the host recovers when the cluster is back.
+//! Every request waits at most [`ATTEMPT_TIMEOUT`] for its answer, and a whole operation at most
+//! [`OPERATION_TIMEOUT`]. Within that deadline, a request that failed in a way that may pass (no
+//! answer in time, no server listening on the stream's subjects, "cluster not available", a
+//! connection lost) is sent again after a short pause: when a stream's leader dies, its followers
+//! elect another only after their RAFT election timeout (4 to 9 s, fixed in nats-server), and an
+//! operation caught in that gap succeeds as soon as the new leader answers instead of failing.
+//! Sending a write again is safe: every write carries a `Nats-Msg-Id` unique to it, so a clustered
+//! stream that stored the first attempt (its acknowledgement lost) acknowledges the second as a
+//! duplicate of it; and a conditional write refused as raced after an attempt without answer
+//! checks whether the key's last message is its own. With the cluster gone (the client connected
+//! to no server for [`RECONNECT_GRACE`]) or without quorum, the guest gets an error within that
+//! bound, and the todo component answers 503. The client reconnects by itself (backoff capped at
+//! [`MAX_RECONNECT_DELAY`]), so the host recovers when the cluster is back.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::BuildHasher as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use async_nats::jetstream::{self, context::PublishErrorKind, stream::Stream};
+use async_nats::jetstream::{
+    self,
+    context::PublishErrorKind,
+    stream::{LastRawMessageError, LastRawMessageErrorKind, Stream},
+};
 use async_nats::{HeaderMap, StatusCode};
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -134,14 +148,24 @@ const OPERATION_HEADER: &str = "KV-Operation";
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long one request to the cluster (a read, a write's acknowledgement, a page) may take. A
-/// store without quorum must cost a request this at most, not the whole request deadline.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long one operation may take, retries of a contended increment included.
+/// How long one attempt of a request to the cluster (a read, a write's acknowledgement, a page)
+/// waits for its answer before it is sent again. A live leader answers in milliseconds; a request
+/// sent to a dead one (or during an election) gets no answer at all, and this bounds how long
+/// the host keeps waiting for that answer after a new leader could already take a new request.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(750);
+/// How long one operation may take, its retries included: what a store without quorum costs a
+/// request at most (the todo component then answers 503), and how long an operation rides out a
+/// stream leader's election.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest pause between two attempts of a request that failed at once (nobody listening on
+/// the stream's subjects while it has no leader): short, because the new leader answers within
+/// milliseconds of its election.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// While the client is between servers, an operation waits this long for it to reconnect
 /// (moving to another server of a cluster takes milliseconds) before it fails.
 const RECONNECT_GRACE: Duration = Duration::from_millis(500);
+/// How long opening a bucket just created waits for its stream to elect its first leader.
+const FIRST_LEADER_WAIT: Duration = Duration::from_secs(2);
 /// The reconnect backoff's ceiling: after an outage, the host is back this soon after the cluster.
 pub const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(500);
 /// Single requests a batch keeps in flight at once.
@@ -424,6 +448,52 @@ pub struct NatsBackend {
     summary: String,
     buckets: Mutex<HashMap<String, Arc<OnceCell<Arc<Bucket>>>>>,
     counters: Mutex<HashMap<(String, String), CounterSlot>>,
+    /// Random per process: with [`Self::writes`], makes each write's `Nats-Msg-Id` unique.
+    writer: u64,
+    writes: AtomicU64,
+}
+
+tokio::task_local! {
+    /// When the operation running on this task must be done; set by [`NatsBackend::bounded`].
+    static DEADLINE: Instant;
+}
+
+/// A failed attempt of a request.
+enum Attempt {
+    /// It may pass: no answer in time, nobody listening on the stream's subjects, no stream
+    /// leader yet, a connection lost. Worth sending again within the operation's deadline.
+    Transient(String),
+    /// A refusal that sending again would only repeat.
+    Failed(KvError),
+}
+
+/// Whether a JetStream error says the stream (or the cluster) has no leader right now.
+fn is_leaderless(err: &jetstream::Error) -> bool {
+    matches!(
+        err.error_code(),
+        jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE | jetstream::ErrorCode::CLUSTER_NOT_LEADER
+    )
+}
+
+/// A failed read of a stream message as an [`Attempt`]: a request that got no answer (or no
+/// responder), or a stream without leader, may pass.
+fn read_attempt(err: &LastRawMessageError) -> Attempt {
+    let transient = match err.kind() {
+        LastRawMessageErrorKind::Other => true,
+        LastRawMessageErrorKind::JetStream(source) => is_leaderless(&source),
+        _ => false,
+    };
+    if transient {
+        Attempt::Transient(error_chain(err))
+    } else {
+        Attempt::Failed(KvError(error_chain(err)))
+    }
+}
+
+/// The pause before attempt `tries + 1` of a request that failed: 10, 20, 40, ... ms up to
+/// [`RETRY_PAUSE`], plus a little jitter so that many waiting requests do not arrive together.
+fn retry_pause(tries: u32) -> Duration {
+    (Duration::from_millis(10) * 2u32.pow(tries.min(4))).min(RETRY_PAUSE) + jitter(tries.min(3))
 }
 
 /// Counters whose last revision a process remembers; past this, idle ones are forgotten.
@@ -437,7 +507,7 @@ impl NatsBackend {
         let client = async_nats::ConnectOptions::new()
             .name("todo-host")
             .connection_timeout(CONNECT_TIMEOUT)
-            .request_timeout(Some(REQUEST_TIMEOUT))
+            .request_timeout(Some(ATTEMPT_TIMEOUT))
             .reconnect_delay_callback(|attempts| {
                 let exponent = u32::try_from(attempts).unwrap_or(u32::MAX).min(10);
                 (Duration::from_millis(10) * 2u32.pow(exponent)).min(MAX_RECONNECT_DELAY)
@@ -455,7 +525,7 @@ impl NatsBackend {
             .await
             .with_context(|| format!("cannot connect to any NATS server of '{servers}'"))?;
         let mut jetstream = jetstream::new(client.clone());
-        jetstream.set_timeout(REQUEST_TIMEOUT);
+        jetstream.set_timeout(ATTEMPT_TIMEOUT);
         jetstream.query_account().await.with_context(|| {
             format!("JetStream does not answer at '{servers}' (is it enabled, with -js?)")
         })?;
@@ -466,6 +536,8 @@ impl NatsBackend {
             summary,
             buckets: Mutex::new(HashMap::new()),
             counters: Mutex::new(HashMap::new()),
+            writer: std::collections::hash_map::RandomState::new().hash_one(std::process::id()),
+            writes: AtomicU64::new(0),
         })
     }
 
@@ -484,7 +556,33 @@ impl NatsBackend {
         let nats_name = nats_bucket_name(&self.url.bucket_prefix, name);
         let context = || format!("NATS bucket '{nats_name}' (bucket '{name}')");
         let stream_name = format!("KV_{nats_name}");
-        let stream = match self.jetstream.get_stream(&stream_name).await {
+        // STREAM.INFO is answered by the stream's leader: during an election, by nobody.
+        let found = self
+            .retrying(|| async {
+                match self.jetstream.get_stream(&stream_name).await {
+                    Err(err)
+                        if matches!(
+                            err.kind(),
+                            jetstream::context::GetStreamErrorKind::Request
+                        ) || matches!(
+                            err.kind(),
+                            jetstream::context::GetStreamErrorKind::JetStream(source)
+                                if is_leaderless(&source)
+                        ) =>
+                    {
+                        Err(Attempt::Transient(error_chain(&err)))
+                    }
+                    found => Ok(found),
+                }
+            })
+            .await;
+        let found = match found {
+            Ok(found) => found,
+            Err(err) => {
+                return Err(KvError::new(format!("cannot open {}", context()), err));
+            }
+        };
+        let stream = match found {
             Ok(stream) => {
                 self.warn_if_different(&nats_name, &stream);
                 stream
@@ -580,16 +678,18 @@ impl NatsBackend {
         Ok(())
     }
 
-    /// Runs one whole operation within [`OPERATION_TIMEOUT`].
+    /// Runs one whole operation within [`OPERATION_TIMEOUT`]; [`Self::retrying`] within it
+    /// sends a request again until then.
     async fn bounded<T>(
         &self,
         what: impl FnOnce() -> String,
         operation: impl Future<Output = Result<T, KvError>>,
     ) -> Result<T, KvError> {
-        let run = async {
+        let deadline = Instant::now() + OPERATION_TIMEOUT;
+        let run = DEADLINE.scope(deadline, async {
             self.ensure_connected().await?;
             operation.await
-        };
+        });
         match tokio::time::timeout(OPERATION_TIMEOUT, run).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(KvError::new(what(), err)),
@@ -600,29 +700,69 @@ impl NatsBackend {
         }
     }
 
+    /// Runs `attempt` until it succeeds, fails for good, or the operation's deadline (set by
+    /// [`Self::bounded`]) comes; then the last failure is the error. Between two attempts, a
+    /// client that lost its server must be connected again within [`RECONNECT_GRACE`]: with no
+    /// server left, the operation fails then, not at its deadline.
+    async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, KvError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Attempt>>,
+    {
+        let deadline = DEADLINE
+            .try_with(|deadline| *deadline)
+            .unwrap_or_else(|_| Instant::now() + OPERATION_TIMEOUT);
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let mut last = None;
+        for tries in 0u32.. {
+            match tokio::time::timeout_at(deadline, attempt()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(Attempt::Failed(err))) => return Err(err),
+                Ok(Err(Attempt::Transient(why))) => last = Some(why),
+                Err(_) => break,
+            }
+            let pause = retry_pause(tries);
+            if tokio::time::Instant::now() + pause >= deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            self.ensure_connected().await?;
+        }
+        Err(KvError(match last {
+            Some(why) => format!("{why} (sent again until {OPERATION_TIMEOUT:?} had passed)"),
+            None => format!("no answer within {OPERATION_TIMEOUT:?}"),
+        }))
+    }
+
+    /// The last message on `subject`, from the stream leader.
+    async fn last_message(
+        &self,
+        bucket: &Bucket,
+        subject: &str,
+    ) -> Result<Option<jetstream::message::StreamMessage>, KvError> {
+        self.retrying(|| async {
+            match bucket.stream.get_last_raw_message_by_subject(subject).await {
+                Ok(message) => Ok(Some(message)),
+                Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+                Err(err) => {
+                    if let LastRawMessageErrorKind::JetStream(source) = err.kind()
+                        && source.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                    {
+                        // Deleted behind this host's back: open (create) it again next time.
+                        self.forget_bucket(&bucket.name);
+                    }
+                    Err(read_attempt(&err))
+                }
+            }
+        })
+        .await
+    }
+
     /// The key's last message, from the stream leader.
     async fn read(&self, bucket: &Bucket, key: &str) -> Result<Option<Current>, KvError> {
         let token = KeyToken::of(key);
-        let message = match bucket
-            .stream
-            .get_last_raw_message_by_subject(&bucket.subject(&token))
-            .await
-        {
-            Ok(message) => message,
-            Err(err)
-                if err.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
-            {
-                return Ok(None);
-            }
-            Err(err) => {
-                if let jetstream::stream::LastRawMessageErrorKind::JetStream(source) = err.kind()
-                    && source.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
-                {
-                    // Deleted behind this host's back: open (create) it again next time.
-                    self.forget_bucket(&bucket.name);
-                }
-                return Err(KvError(error_chain(&err)));
-            }
+        let Some(message) = self.last_message(bucket, &bucket.subject(&token)).await? else {
+            return Ok(None);
         };
         let listed = Listed {
             sequence: message.sequence,
@@ -646,7 +786,9 @@ impl NatsBackend {
     }
 
     /// Publishes `value` (or a delete marker) at `key`, expecting revision `expected` when set;
-    /// returns the new revision once the stream's quorum has it.
+    /// returns the new revision once the stream's quorum has it. Sent again while it may pass
+    /// (see [`Self::retrying`]), always with the same `Nats-Msg-Id`: a clustered stream that
+    /// stored an earlier attempt answers a later one with that attempt's sequence.
     async fn write(
         &self,
         bucket: &Bucket,
@@ -668,29 +810,68 @@ impl NatsBackend {
                 async_nats::HeaderValue::from(revision),
             );
         }
-        let failed = |err: &dyn std::error::Error| WriteFailure::Failed(KvError(error_chain(err)));
+        let message_id = format!(
+            "todo-host-{:016x}-{}",
+            self.writer,
+            self.writes.fetch_add(1, Ordering::Relaxed)
+        );
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id.as_str());
         let subject = bucket.subject(&token);
         let payload = value.unwrap_or_default();
-        let patience = Instant::now() + REQUEST_TIMEOUT;
-        loop {
-            let ack = self
-                .jetstream
-                .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
-                .await
-                .map_err(|err| failed(&err))?;
-            match ack.await {
-                Ok(ack) => return Ok(ack.sequence),
-                Err(err) if is_wrong_last_sequence(&err) => return Err(WriteFailure::Raced),
-                // Nobody took the message, so nothing was stored and sending it again is safe:
-                // a stream created a moment ago whose subjects have not reached this server yet.
-                Err(err)
-                    if err.kind() == PublishErrorKind::StreamNotFound
-                        && Instant::now() < patience =>
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+        // An attempt went unanswered: the stream may have stored it.
+        let unanswered = AtomicBool::new(false);
+        let outcome = self
+            .retrying(|| async {
+                let ack = self
+                    .jetstream
+                    .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                    .await
+                    // Not sent (the connection is gone): nothing stored.
+                    .map_err(|err| Attempt::Transient(error_chain(&err)))?;
+                match ack.await {
+                    Ok(ack) => Ok(Ok(ack.sequence)),
+                    Err(err) if is_wrong_last_sequence(&err) => Ok(Err(())),
+                    Err(err) => Err(match err.kind() {
+                        // Nobody took the message, so nothing was stored: no stream leader
+                        // (an election), or a stream whose subjects have not reached this
+                        // server yet (created a moment ago).
+                        PublishErrorKind::StreamNotFound => Attempt::Transient(error_chain(&err)),
+                        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
+                            unanswered.store(true, Ordering::Relaxed);
+                            Attempt::Transient(error_chain(&err))
+                        }
+                        PublishErrorKind::Other
+                            if std::error::Error::source(&err)
+                                .and_then(|source| source.downcast_ref::<jetstream::Error>())
+                                .is_some_and(is_leaderless) =>
+                        {
+                            Attempt::Transient(error_chain(&err))
+                        }
+                        _ => Attempt::Failed(KvError(error_chain(&err))),
+                    }),
                 }
-                Err(err) => return Err(failed(&err)),
+            })
+            .await
+            .map_err(WriteFailure::Failed)?;
+        match outcome {
+            Ok(revision) => Ok(revision),
+            // A single server checks the expected revision before duplicates: an attempt that
+            // went unanswered may be the very write that now makes this one look raced.
+            Err(()) if unanswered.load(Ordering::Relaxed) => {
+                match self.last_message(bucket, &subject).await {
+                    Ok(Some(last))
+                        if last
+                            .headers
+                            .get(async_nats::header::NATS_MESSAGE_ID)
+                            .is_some_and(|id| id.as_str() == message_id) =>
+                    {
+                        Ok(last.sequence)
+                    }
+                    Ok(_) => Err(WriteFailure::Raced),
+                    Err(err) => Err(WriteFailure::Failed(err)),
+                }
             }
+            Err(()) => Err(WriteFailure::Raced),
         }
     }
 
@@ -888,14 +1069,19 @@ impl NatsBackend {
     }
 
     /// Up to [`LIST_PAGE_SIZE`] messages after sequence `after`, from whichever replica answers
-    /// the stream's direct get first, in one request.
+    /// the stream's direct get first, in one request (sent again while it may pass).
     async fn direct_batch(&self, bucket: &Bucket, after: u64) -> Result<Batch, KvError> {
+        self.retrying(|| self.direct_batch_once(bucket, after))
+            .await
+    }
+
+    async fn direct_batch_once(&self, bucket: &Bucket, after: u64) -> Result<Batch, Attempt> {
         let inbox = self.client.new_inbox();
         let mut replies = self
             .client
             .subscribe(inbox.clone())
             .await
-            .map_err(|err| KvError(error_chain(&err)))?;
+            .map_err(|err| Attempt::Transient(error_chain(&err)))?;
         let request = serde_json::json!({
             "seq": after + 1,
             "next_by_subj": bucket.filter(),
@@ -909,17 +1095,17 @@ impl NatsBackend {
                 Bytes::from(request.to_string()),
             )
             .await
-            .map_err(|err| KvError(error_chain(&err)))?;
+            .map_err(|err| Attempt::Transient(error_chain(&err)))?;
         let mut messages = Vec::new();
         loop {
-            let reply = tokio::time::timeout(REQUEST_TIMEOUT, replies.next())
+            let reply = tokio::time::timeout(ATTEMPT_TIMEOUT, replies.next())
                 .await
                 .map_err(|_| {
-                    KvError(format!(
-                        "listing page after sequence {after}: no answer within {REQUEST_TIMEOUT:?}"
+                    Attempt::Transient(format!(
+                        "listing page after sequence {after}: no answer within {ATTEMPT_TIMEOUT:?}"
                     ))
                 })?
-                .ok_or_else(|| KvError("the reply subscription closed".to_string()))?;
+                .ok_or_else(|| Attempt::Transient("the reply subscription closed".to_string()))?;
             match reply.status.map(|status| status.as_u16()) {
                 None => {
                     let header = |name: &str| {
@@ -933,9 +1119,9 @@ impl NatsBackend {
                         header("Nats-Subject"),
                         header("Nats-Sequence").and_then(|s| s.parse().ok()),
                     ) else {
-                        return Err(KvError(
+                        return Err(Attempt::Failed(KvError(
                             "a listing reply without subject or sequence".to_string(),
-                        ));
+                        )));
                     };
                     messages.push(Listed {
                         sequence,
@@ -964,16 +1150,16 @@ impl NatsBackend {
                     });
                 }
                 Some(_) if reply.status == Some(StatusCode::NO_RESPONDERS) => {
-                    return Err(KvError(format!(
+                    return Err(Attempt::Transient(format!(
                         "no replica of stream '{}' answers (no quorum, or the stream is gone)",
                         bucket.stream_name()
                     )));
                 }
                 Some(status) => {
-                    return Err(KvError(format!(
+                    return Err(Attempt::Failed(KvError(format!(
                         "listing page after sequence {after}: status {status} {}",
                         reply.description.unwrap_or_default()
-                    )));
+                    ))));
                 }
             }
         }
@@ -989,32 +1175,36 @@ impl NatsBackend {
         let mut messages = Vec::new();
         let mut next = after + 1;
         while messages.len() < limit {
-            match bucket
-                .stream
-                .raw_message_builder()
-                .sequence(next)
-                .next_by_subject(bucket.filter())
-                .send()
-                .await
-            {
-                Ok(message) => {
-                    next = message.sequence + 1;
-                    messages.push(Listed {
-                        sequence: message.sequence,
-                        subject: message.subject.to_string(),
-                        headers: Some(message.headers),
-                    });
-                }
-                Err(err)
-                    if err.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound =>
-                {
-                    return Ok(Batch {
-                        messages,
-                        more: false,
-                    });
-                }
-                Err(err) => return Err(KvError(error_chain(&err))),
-            }
+            let found = self
+                .retrying(|| async {
+                    match bucket
+                        .stream
+                        .raw_message_builder()
+                        .sequence(next)
+                        .next_by_subject(bucket.filter())
+                        .send()
+                        .await
+                    {
+                        Ok(message) => Ok(Some(message)),
+                        Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => {
+                            Ok(None)
+                        }
+                        Err(err) => Err(read_attempt(&err)),
+                    }
+                })
+                .await?;
+            let Some(message) = found else {
+                return Ok(Batch {
+                    messages,
+                    more: false,
+                });
+            };
+            next = message.sequence + 1;
+            messages.push(Listed {
+                sequence: message.sequence,
+                subject: message.subject.to_string(),
+                headers: Some(message.headers),
+            });
         }
         Ok(Batch {
             messages,
@@ -1024,15 +1214,8 @@ impl NatsBackend {
 
     /// The stream's last sequence, as its leader has it (0: empty).
     async fn last_sequence(&self, bucket: &Bucket) -> Result<u64, KvError> {
-        match bucket.stream.get_last_raw_message_by_subject(">").await {
-            Ok(message) => Ok(message.sequence),
-            Err(err)
-                if err.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
-            {
-                Ok(0)
-            }
-            Err(err) => Err(KvError(error_chain(&err))),
-        }
+        let last = self.last_message(bucket, ">").await?;
+        Ok(last.map_or(0, |message| message.sequence))
     }
 
     /// Of messages from a bucket with history, those that are their key's latest.
@@ -1055,26 +1238,15 @@ impl NatsBackend {
     }
 
     async fn is_latest(&self, bucket: &Bucket, message: &Listed) -> Result<bool, KvError> {
-        match bucket
-            .stream
-            .get_last_raw_message_by_subject(&message.subject)
-            .await
-        {
-            Ok(last) => Ok(last.sequence == message.sequence),
-            Err(err)
-                if err.kind() == jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(KvError(error_chain(&err))),
-        }
+        let last = self.last_message(bucket, &message.subject).await?;
+        Ok(last.is_some_and(|last| last.sequence == message.sequence))
     }
 }
 
 /// Waits (a little) until a stream just created has elected its leader, so that the first
 /// operations on it do not meet a stream that cannot answer yet.
 async fn wait_for_leader(stream: &mut Stream) {
-    let until = Instant::now() + REQUEST_TIMEOUT;
+    let until = Instant::now() + FIRST_LEADER_WAIT;
     while Instant::now() < until {
         match stream.info().await {
             Ok(info) if info.cluster.as_ref().is_none_or(|c| c.leader.is_some()) => return,
