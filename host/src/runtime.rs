@@ -331,6 +331,27 @@ impl Runtime {
         Ok(())
     }
 
+    /// The three phases of a request's instance, timed, without calling it: making the store
+    /// (WASI, `wasi:http` and key-value state), instantiating, and dropping the store (its memory
+    /// goes back to the pool). For measurements.
+    pub async fn instance_phases(&self) -> anyhow::Result<[std::time::Duration; 3]> {
+        let deployment = self.deployment();
+        let component = deployment
+            .routes
+            .pick("/")
+            .ok_or_else(|| anyhow::anyhow!("no component serves /"))?;
+        let deadline = Instant::now() + self.limits.request_timeout;
+        let started = std::time::Instant::now();
+        let mut store = component.new_store(&self.limits, deadline, Arc::default())?;
+        let made = started.elapsed();
+        let started = std::time::Instant::now();
+        component.pre.instantiate_async(&mut store).await?;
+        let instantiated = started.elapsed();
+        let started = std::time::Instant::now();
+        drop(store);
+        Ok([made, instantiated, started.elapsed()])
+    }
+
     /// The host directory mounted into the component at `path`, if any.
     pub fn mounted_dir(&self, path: &str) -> Option<PathBuf> {
         let deployment = self.deployment();

@@ -177,6 +177,8 @@ async fn run(svg_path: &str) -> anyhow::Result<()> {
         );
     }
 
+    breakdown(&store, std::env::var_os("HELLO_WASM")).await?;
+
     println!("\n### Scaling with the number of todos (in process, through the runtime)\n");
     println!(
         "Each store is filled directly (todo keys, index, counter) and each request runs a fresh \
@@ -240,6 +242,111 @@ async fn run(svg_path: &str) -> anyhow::Result<()> {
     std::fs::write(svg_path, plot(&creates, &lists))?;
     println!("\n(plot: `{svg_path}`)");
     Ok(())
+}
+
+/// Where a request's time goes, in µs: the instance's phases timed one by one, whole requests,
+/// the todo logic natively, and what is left between them (wasi:http plumbing, the guest's own
+/// work in wasm, host calls). Memory and SQLite stores, 10 todos.
+async fn breakdown(
+    memory: &Arc<dyn KvBackend>,
+    hello: Option<std::ffi::OsString>,
+) -> anyhow::Result<()> {
+    const COUNT: usize = 2000;
+    let dir = std::env::temp_dir().join(format!("todo-bench-breakdown-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let sqlite = todo_host::kv::open(&format!("sqlite://{}/b.db", dir.display())).await?;
+    fill(sqlite.as_ref(), 10).await?;
+    let on_memory = Runtime::builder().backend(memory.clone()).build()?;
+    let on_sqlite = Runtime::builder().backend(sqlite.clone()).build()?;
+    let todo_phases = phases(&on_memory, COUNT).await?;
+    let hello = match hello {
+        Some(path) => {
+            let hello = Runtime::builder().component(std::fs::read(path)?).build()?;
+            let whole = per_op(COUNT, || call(&hello, "GET", "/", None)).await?;
+            Some((phases(&hello, COUNT).await?, whole))
+        }
+        None => None,
+    };
+    let post = Some(r#"{"title":"bench"}"#);
+    let get_memory = per_op(COUNT, || call(&on_memory, "GET", "/todos/1", None)).await?;
+    let post_memory = per_op(COUNT, || call(&on_memory, "POST", "/todos", post)).await?;
+    let get_sqlite = per_op(COUNT, || call(&on_sqlite, "GET", "/todos/1", None)).await?;
+    let post_sqlite = per_op(COUNT, || call(&on_sqlite, "POST", "/todos", post)).await?;
+    let native_get = per_op(COUNT, || {
+        native_call(memory.clone(), "GET", "/todos/1", None)
+    })
+    .await?;
+    let native_post = per_op(COUNT, || {
+        native_call(memory.clone(), "POST", "/todos", post)
+    })
+    .await?;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let cell = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.1}"));
+    println!("\n### Where a request's time goes (in process, µs, 10 todos)\n");
+    println!(
+        "Measured one by one (medians of {ROUNDS} rounds of {COUNT}); the rows marked \"rest\" are \
+         differences between measured rows.\n"
+    );
+    println!(
+        "| component of the cost | hello | GET /todos/1, memory | POST /todos, memory | GET /todos/1, SQLite | POST /todos, SQLite |\n|---|---|---|---|---|---|"
+    );
+    let todo_instance: f64 = todo_phases.iter().sum();
+    for (phase, name) in [
+        "the store: WASI, wasi:http and key-value state, resource table",
+        "instantiation from the pre-instantiated component",
+        "dropping the store: linear memory and tables reset for the pool",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let v = todo_phases[phase];
+        println!(
+            "| {name} | {} | {v:.1} | {v:.1} | {v:.1} | {v:.1} |",
+            cell(hello.map(|(p, _)| p[phase]))
+        );
+    }
+    let rest_of = |total: f64| total - todo_instance;
+    println!(
+        "| rest: wasi:http request and response plumbing, the guest's work in wasm, host calls | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+        cell(hello.map(|(p, whole)| whole - p.iter().sum::<f64>())),
+        rest_of(get_memory),
+        rest_of(post_memory),
+        rest_of(get_sqlite),
+        rest_of(post_sqlite)
+    );
+    println!(
+        "| of which the same todo logic costs natively (memory store) | | {native_get:.1} | {native_post:.1} | | |"
+    );
+    println!(
+        "| of which the SQLite store adds (SQLite − memory) | | | | {:.1} | {:.1} |",
+        get_sqlite - get_memory,
+        post_sqlite - post_memory
+    );
+    println!(
+        "| **whole request** | {} | **{get_memory:.1}** | **{post_memory:.1}** | **{get_sqlite:.1}** | **{post_sqlite:.1}** |",
+        cell(hello.map(|(_, whole)| whole))
+    );
+    Ok(())
+}
+
+/// The phases of `host`'s instance at `/` (store, instantiation, drop), µs: each the median of
+/// [`ROUNDS`] means over `count` instances.
+async fn phases(host: &Runtime, count: usize) -> anyhow::Result<[f64; 3]> {
+    let mut phases = [0.0f64; 3];
+    for (phase, slot) in phases.iter_mut().enumerate() {
+        let mut means = Vec::with_capacity(ROUNDS);
+        for _ in 0..ROUNDS {
+            let mut total = Duration::ZERO;
+            for _ in 0..count {
+                total += host.instance_phases().await?[phase];
+            }
+            means.push(total.as_secs_f64() * 1e6 / count as f64);
+        }
+        means.sort_by(f64::total_cmp);
+        *slot = means[ROUNDS / 2];
+    }
+    Ok(phases)
 }
 
 /// One request through the runtime, as `todo-host` serves it; fails unless it is a 2xx.
