@@ -28,7 +28,9 @@ fn main() {
         .current_dir(workspace)
         .args([
             "build",
-            "--release",
+            // The component's own profile (LTO, one codegen unit): see the workspace Cargo.toml.
+            "--profile",
+            "component",
             "--package",
             "todo-guest",
             "--target",
@@ -36,14 +38,6 @@ fn main() {
         ])
         .arg("--target-dir")
         .arg(&target_dir)
-        // The component's own release profile: one codegen unit and link-time optimisation
-        // across its crates (smaller, faster code for every instance), no DWARF (the name
-        // section stays, so traps still name functions). Set here rather than in the
-        // workspace profile, which would put the whole host through LTO.
-        .env("CARGO_PROFILE_RELEASE_LTO", "true")
-        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
         // The host's flags are for the host's target, not for wasm.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
@@ -57,7 +51,7 @@ fn main() {
         status.success(),
         "building the guest component failed (is the target installed? `rustup target add wasm32-wasip2`)"
     );
-    let wasm = target_dir.join("wasm32-wasip2/release/todo_guest.wasm");
+    let wasm = target_dir.join("wasm32-wasip2/component/todo_guest.wasm");
     assert!(wasm.exists(), "the guest build left no {}", wasm.display());
     println!("cargo:rustc-env=TODO_COMPONENT_WASM={}", wasm.display());
 }

@@ -265,7 +265,7 @@ fn the_shipped_spin_manifest_runs_the_draft2_todo_component() -> anyhow::Result<
 fn the_readme_spin_commands_build_and_serve_the_app_from_a_clean_copy() -> anyhow::Result<()> {
     let copy = copy_of_the_repository()?;
     let root = copy.path();
-    let component = root.join("target/wasm-draft2/wasm32-wasip2/release/todo_guest.wasm");
+    let component = root.join("target/wasm-draft2/wasm32-wasip2/component/todo_guest.wasm");
     assert!(!component.exists() && !root.join(".spin").exists());
 
     // From the root of the checkout, as the README has it. The build is a cold cargo build of

@@ -367,7 +367,8 @@ pub fn todo_component_draft2() -> anyhow::Result<PathBuf> {
             let target = workspace().join("target/wasm-draft2");
             let status = Command::new(env!("CARGO"))
                 .current_dir(workspace())
-                .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2"])
+                .args(["build", "--profile", "component", "--quiet"])
+                .args(["--target", "wasm32-wasip2"])
                 .args([
                     "--package",
                     "todo-guest",
@@ -381,7 +382,7 @@ pub fn todo_component_draft2() -> anyhow::Result<PathBuf> {
             if !status.success() {
                 return Err("building the draft2 todo component failed".to_string());
             }
-            Ok(target.join("wasm32-wasip2/release/todo_guest.wasm"))
+            Ok(target.join("wasm32-wasip2/component/todo_guest.wasm"))
         })
         .clone()
         .map_err(anyhow::Error::msg)
