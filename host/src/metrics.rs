@@ -192,8 +192,11 @@ impl Metrics {
                     .clone()
             })
         });
-        let duration_series =
-            ROUTE_GROUPS.map(|route| request_duration.get_or_create(&RouteLabels { route }).clone());
+        let duration_series = ROUTE_GROUPS.map(|route| {
+            request_duration
+                .get_or_create(&RouteLabels { route })
+                .clone()
+        });
         Self {
             on: true,
             registry,
@@ -470,11 +473,13 @@ impl KvBackend for MeteredBackend {
     }
 
     async fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.timed(KvOp::Set, self.inner.set(bucket, key, value)).await
+        self.timed(KvOp::Set, self.inner.set(bucket, key, value))
+            .await
     }
 
     async fn delete(&self, bucket: &str, key: &str) -> Result<(), KvError> {
-        self.timed(KvOp::Delete, self.inner.delete(bucket, key)).await
+        self.timed(KvOp::Delete, self.inner.delete(bucket, key))
+            .await
     }
 
     async fn list_keys(&self, bucket: &str, cursor: Option<u64>) -> Result<KeyPage, KvError> {
@@ -502,7 +507,8 @@ impl KvBackend for MeteredBackend {
     }
 
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, KvError> {
-        self.timed(KvOp::Exists, self.inner.exists(bucket, key)).await
+        self.timed(KvOp::Exists, self.inner.exists(bucket, key))
+            .await
     }
 
     async fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Values, KvError> {
