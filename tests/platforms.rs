@@ -3,6 +3,10 @@
 //! (wasmCloud 2, from `.wash/config.yaml`) with its in-memory, Redis and NATS stores, against
 //! `wasmtime serve -S cli -S keyvalue`, and against the Node.js host of `deploy/node/` (jco).
 //!
+//! The bad-input table (`api_cases::bad_requests`, which `tests/bad_input.rs` runs on
+//! `todo-host`) runs on every platform too, once per platform, on a store seeded as it expects;
+//! [`BAD_INPUT_DIFFERENCES`] records, by case name, where a platform answers first and otherwise.
+//!
 //! Every case runs on every platform, each on a fresh platform process with an empty store. Where
 //! a platform cannot do what a case asks, [`DIFFERENCES`] says so by platform and case name, with
 //! why and what the failure shows; such a case must still fail, and fail that way: a difference
@@ -13,8 +17,10 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use support::api_cases::bad_requests::{self, CONVENTIONS};
 use support::platforms::{Platform, WashStore, node_binary, node_server};
 use support::{Host, api_cases, fixture};
 
@@ -172,6 +178,160 @@ fn run(
     }
 }
 
+/// A bad request (`api_cases::bad_requests`) a platform answers otherwise than documented, and
+/// why: the platform answers first, before the component sees the request, or the component
+/// answers from a store that differs.
+struct BadInputDifference {
+    platform: Platform,
+    /// The case's name ([`bad_requests::Case::name`]), or [`CONVENTIONS`].
+    case: &'static str,
+    /// The reason, as the README's table gives it.
+    why: &'static str,
+    /// A piece of the failure's message that shows that reason, and not another, is the cause.
+    shows: &'static str,
+}
+
+/// The bad request whose body is a 2-million-character title (2 MiB).
+const TWO_MIB_TITLE: &str = r#"POST /todos {"title":"bbbbbbbbbb… (2097164 bytes)"#;
+/// The bad request whose target is 9007 bytes long.
+const LONG_TARGET: &str = "GET /todos/9999999999999… (9007 bytes)";
+/// Why every platform but todo-host answers the 9 KB target with 404.
+const NO_TARGET_LIMIT: &str = "no request-target limit this low: the 9007-byte target reaches \
+    the component, which answers 404 (not an id); todo-host answers 414 before the guest runs";
+/// Why `wasmtime serve` answers a `PUT` of an empty body to todo 1 with 404.
+const PUT_FINDS_NO_TODO: &str = "nothing persists, so todo 1 does not exist, and `PUT` looks the \
+    todo up before it reads the body: 404 where a store that kept todo 1 answers 400";
+
+/// Every known bad-input difference, by platform and case. Nothing else may differ.
+const BAD_INPUT_DIFFERENCES: &[BadInputDifference] = &[
+    BadInputDifference {
+        platform: Platform::WashDev(WashStore::Memory),
+        case: TWO_MIB_TITLE,
+        why: NO_BODY_LIMIT_400,
+        shows: "status 400 (want 413)",
+    },
+    BadInputDifference {
+        platform: Platform::WashDev(WashStore::Memory),
+        case: LONG_TARGET,
+        why: NO_TARGET_LIMIT,
+        shows: "status 404 (want 414)",
+    },
+    BadInputDifference {
+        platform: Platform::WashDev(WashStore::Redis),
+        case: TWO_MIB_TITLE,
+        why: NO_BODY_LIMIT_400,
+        shows: "status 400 (want 413)",
+    },
+    BadInputDifference {
+        platform: Platform::WashDev(WashStore::Redis),
+        case: LONG_TARGET,
+        why: NO_TARGET_LIMIT,
+        shows: "status 404 (want 414)",
+    },
+    BadInputDifference {
+        platform: Platform::WashDev(WashStore::Nats),
+        case: TWO_MIB_TITLE,
+        why: NO_BODY_LIMIT_400,
+        shows: "status 400 (want 413)",
+    },
+    BadInputDifference {
+        platform: Platform::WashDev(WashStore::Nats),
+        case: LONG_TARGET,
+        why: NO_TARGET_LIMIT,
+        shows: "status 404 (want 414)",
+    },
+    BadInputDifference {
+        platform: Platform::WasmtimeServe,
+        case: TWO_MIB_TITLE,
+        why: NO_BODY_LIMIT_400,
+        shows: "status 400 (want 413)",
+    },
+    BadInputDifference {
+        platform: Platform::WasmtimeServe,
+        case: LONG_TARGET,
+        why: NO_TARGET_LIMIT,
+        shows: "status 404 (want 414)",
+    },
+    BadInputDifference {
+        platform: Platform::WasmtimeServe,
+        case: "PUT /todos/1 {}",
+        why: PUT_FINDS_NO_TODO,
+        shows: "status 404 (want 400)",
+    },
+    BadInputDifference {
+        platform: Platform::WasmtimeServe,
+        case: CONVENTIONS,
+        why: NOTHING_PERSISTS,
+        shows: "\"total\":0",
+    },
+    BadInputDifference {
+        platform: Platform::Node,
+        case: LONG_TARGET,
+        why: NO_TARGET_LIMIT,
+        shows: "status 404 (want 414)",
+    },
+];
+
+/// Sends every bad request to a fresh `platform` with the store the table expects, checks each
+/// answer and that the store stays as it was, then the conventions that follow; every failure
+/// must be one [`BAD_INPUT_DIFFERENCES`] records for the platform, and every one it records must
+/// occur.
+fn run_bad_requests(platform: Platform) -> anyhow::Result<()> {
+    let served = platform.start(&[])?;
+    bad_requests::seed(&served)?;
+    let mut before = bad_requests::snapshot(&served)?;
+    let mut failures: Vec<(String, String)> = Vec::new();
+    for case in bad_requests::cases() {
+        let response = bad_requests::send(&served, &case)?;
+        let after = bad_requests::snapshot(&served)?;
+        if let Some(fault) = bad_requests::check(&case, &response) {
+            failures.push((case.name(), fault));
+        } else if after != before {
+            failures.push((case.name(), "the store changed".to_string()));
+        }
+        // A case that changed the store is reported once, not again by every case after it.
+        before = after;
+    }
+    if let Err(err) = bad_requests::conventions(&served) {
+        failures.push((CONVENTIONS.to_string(), format!("{err:#}")));
+    }
+
+    let recorded: Vec<&BadInputDifference> = BAD_INPUT_DIFFERENCES
+        .iter()
+        .filter(|d| d.platform == platform)
+        .collect();
+    let mut wrong = Vec::new();
+    for (case, failure) in &failures {
+        match recorded.iter().find(|d| d.case == case) {
+            None => wrong.push(format!("{case}: {failure}")),
+            Some(d) if !failure.contains(d.shows) => wrong.push(format!(
+                "{case}: not as recorded (a failure showing {:?}: {}): {failure}",
+                d.shows, d.why
+            )),
+            Some(d) => eprintln!("{platform} differs on {case}, as recorded: {}", d.why),
+        }
+    }
+    for d in &recorded {
+        if !failures.iter().any(|(case, _)| case == d.case) {
+            wrong.push(format!(
+                "{}: now answered as documented, but recorded as differing ({}): remove it from \
+                 BAD_INPUT_DIFFERENCES and from the README's table",
+                d.case, d.why
+            ));
+        }
+    }
+    if !wrong.is_empty() {
+        bail!(
+            "{} bad requests on {platform} fail otherwise than recorded:\n{}\n--- {platform} \
+             printed:\n{}",
+            wrong.len(),
+            wrong.join("\n"),
+            served.log_tail()
+        );
+    }
+    Ok(())
+}
+
 /// One test per platform and case: `wash_memory::todos_crud_over_http`, and so on.
 macro_rules! suite {
     ($($case:ident),* $(,)?) => {
@@ -191,6 +351,11 @@ macro_rules! suite {
             fn $case() -> anyhow::Result<()> {
                 run($platform, stringify!($case), api_cases::$case)
             })*
+
+            #[test]
+            fn bad_requests_get_their_4xx_and_change_nothing() -> anyhow::Result<()> {
+                run_bad_requests($platform)
+            }
         }
     };
 }
@@ -209,6 +374,8 @@ suite!(
 #[test]
 fn every_api_case_runs_on_every_platform() -> anyhow::Result<()> {
     // A case added to api_cases.rs but not to `suite!` would silently run on todo-host alone.
+    // Only top-level `pub fn`s are cases: the bad-request table's helpers sit indented in their
+    // own module, and run on every platform through `bad_requests_get_their_4xx_…`.
     let source = include_str!("support/api_cases.rs");
     let defined: Vec<&str> = source
         .lines()
@@ -225,6 +392,14 @@ fn every_api_case_runs_on_every_platform() -> anyhow::Result<()> {
         assert!(
             CASES.contains(&difference.case),
             "DIFFERENCES names {}, which is no case",
+            difference.case
+        );
+    }
+    let bad_names: BTreeSet<String> = bad_requests::cases().iter().map(|c| c.name()).collect();
+    for difference in BAD_INPUT_DIFFERENCES {
+        assert!(
+            difference.case == CONVENTIONS || bad_names.contains(difference.case),
+            "BAD_INPUT_DIFFERENCES names {:?}, which is no bad request",
             difference.case
         );
     }
@@ -302,72 +477,104 @@ fn the_node_host_refuses_a_missing_component_before_it_listens() -> anyhow::Resu
     Ok(())
 }
 
-/// What `clients` threads, released at once, each sending `creates` POSTs in turn, got back: the
-/// ids of the 201s, and every other status with its count.
-fn create_racing(
-    host: &Host,
-    clients: usize,
-    creates: usize,
-) -> anyhow::Result<(Vec<u64>, BTreeMap<u16, usize>)> {
-    let barrier = std::sync::Barrier::new(clients);
-    let answers = std::thread::scope(|scope| {
+/// What `clients` threads, released at once, each sending `creates` POSTs in turn, got back.
+struct Raced {
+    /// The ids of the 201s.
+    ids: Vec<u64>,
+    /// Every other answer: per status, how many, and the first error message.
+    others: BTreeMap<u16, (usize, String)>,
+    /// From the barrier to the last answer.
+    took: Duration,
+}
+
+impl Raced {
+    fn distinct(&self) -> BTreeSet<u64> {
+        self.ids.iter().copied().collect()
+    }
+}
+
+fn create_racing(host: &Host, clients: usize, creates: usize) -> anyhow::Result<Raced> {
+    let barrier = std::sync::Barrier::new(clients + 1);
+    let (answers, took) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..clients)
             .map(|client| {
                 let barrier = &barrier;
-                scope.spawn(move || -> anyhow::Result<Vec<(u16, Option<u64>)>> {
+                scope.spawn(move || -> anyhow::Result<Vec<(u16, serde_json::Value)>> {
                     barrier.wait();
                     (0..creates)
                         .map(|i| {
                             let body = format!(r#"{{"title":"c{client}-{i}"}}"#);
-                            let (status, todo) = host.call("POST", "/todos", Some(&body))?;
-                            Ok((status, todo["id"].as_u64()))
+                            host.call("POST", "/todos", Some(&body))
                         })
                         .collect()
                 })
             })
             .collect();
-        handles
+        barrier.wait();
+        let started = Instant::now();
+        let answers = handles
             .into_iter()
             .map(|h| h.join().map_err(|_| anyhow::anyhow!("a client panicked"))?)
-            .collect::<anyhow::Result<Vec<_>>>()
-    })?;
-    let mut ids = Vec::new();
-    let mut others = BTreeMap::new();
-    for (status, id) in answers.into_iter().flatten() {
-        match (status, id) {
-            (201, Some(id)) => ids.push(id),
-            _ => *others.entry(status).or_default() += 1,
+            .collect::<anyhow::Result<Vec<_>>>();
+        (answers, started.elapsed())
+    });
+    let mut raced = Raced {
+        ids: Vec::new(),
+        others: BTreeMap::new(),
+        took,
+    };
+    for (status, body) in answers?.into_iter().flatten() {
+        match (status, body["id"].as_u64()) {
+            (201, Some(id)) => raced.ids.push(id),
+            _ => {
+                let entry = raced
+                    .others
+                    .entry(status)
+                    .or_insert_with(|| (0, body["error"].as_str().unwrap_or_default().into()));
+                entry.0 += 1;
+            }
         }
     }
-    Ok((ids, others))
+    Ok(raced)
 }
 
 #[test]
-fn wash_dev_on_nats_never_gives_one_id_twice_once_the_counter_exists() -> anyhow::Result<()> {
-    // wasmCloud's NATS increment is one compare-and-set on the counter's revision: once the
-    // counter exists, a lost race is an error, never a duplicate. The component answers that
-    // error with 503 (or retries it); every id it answers 201 with must be unique.
+fn wash_dev_on_nats_gives_200_concurrent_creates_200_distinct_ids() -> anyhow::Result<()> {
+    // wasmCloud's NATS increment is one compare-and-set on the counter's revision that does not
+    // retry: once the counter exists, a lost race is an error (`wrong last sequence`), never a
+    // duplicate. The component retries exactly those errors (guest/src/retry.rs) for up to a
+    // second per increment, which is enough for every one of 20 contenders to win in turn.
     let served = Platform::WashDev(WashStore::Nats).start(&[])?;
     let (status, first) = served.call("POST", "/todos", Some(r#"{"title":"first"}"#))?;
     assert_eq!((status, first["id"].as_u64()), (201, Some(1)), "{first}");
-    let (ids, others) = create_racing(&served, 20, 10)?;
-    let distinct: BTreeSet<u64> = ids.iter().copied().collect();
+    let raced = create_racing(&served, 20, 10)?;
+    let distinct = raced.distinct();
     eprintln!(
         "wash dev + NATS, 200 creates from 20 clients after a first: {} answered 201 ({} distinct \
-         ids), others by status: {others:?}",
-        ids.len(),
-        distinct.len()
+         ids) in {:?}; others by status (count, first error): {:?}",
+        raced.ids.len(),
+        distinct.len(),
+        raced.took,
+        raced.others
     );
-    assert_eq!(distinct.len(), ids.len(), "an id was given twice: {ids:?}");
+    assert_eq!(
+        distinct.len(),
+        raced.ids.len(),
+        "an id was given twice: {:?}",
+        raced.ids
+    );
     assert!(
         !distinct.contains(&1),
         "the first todo's id was given again"
     );
     assert!(
-        others.keys().all(|status| *status == 503),
-        "a lost race must answer 503, not {others:?}"
+        raced.others.is_empty(),
+        "every create must succeed; others by status: {:?}",
+        raced.others
     );
-    assert_eq!(ids.len() + others.values().sum::<usize>(), 200);
+    assert_eq!(distinct, (2..=201).collect(), "ids 2 to 201, each once");
+    let listed = support::listed_ids(&served)?;
+    assert_eq!(listed, (1..=201).collect::<Vec<_>>(), "all 201 are listed");
     Ok(())
 }
 
@@ -376,24 +583,26 @@ fn wash_dev_on_nats_never_gives_one_id_twice_once_the_counter_exists() -> anyhow
 fn measure_the_increment_races_of_wash_dev_on_nats() -> anyhow::Result<()> {
     for run in 1..=3 {
         let served = Platform::WashDev(WashStore::Nats).start(&[])?;
-        let (ids, others) = create_racing(&served, 20, 10)?;
-        let distinct: BTreeSet<u64> = ids.iter().copied().collect();
-        let ones = ids.iter().filter(|id| **id == 1).count();
+        let raced = create_racing(&served, 20, 10)?;
+        let ones = raced.ids.iter().filter(|id| **id == 1).count();
         eprintln!(
             "run {run}, empty store, 20 clients x 10 creates: {} answered 201, {} distinct ids, \
-             {ones} of them id 1; others {others:?}",
-            ids.len(),
-            distinct.len()
+             {ones} of them id 1, in {:?}; others {:?}",
+            raced.ids.len(),
+            raced.distinct().len(),
+            raced.took,
+            raced.others
         );
         let served = Platform::WashDev(WashStore::Nats).start(&[])?;
         served.call("POST", "/todos", Some(r#"{"title":"first"}"#))?;
-        let (ids, others) = create_racing(&served, 20, 10)?;
-        let distinct: BTreeSet<u64> = ids.iter().copied().collect();
+        let raced = create_racing(&served, 20, 10)?;
         eprintln!(
             "run {run}, after one create, 20 clients x 10 creates: {} answered 201, {} distinct \
-             ids; others {others:?}",
-            ids.len(),
-            distinct.len()
+             ids, in {:?}; others {:?}",
+            raced.ids.len(),
+            raced.distinct().len(),
+            raced.took,
+            raced.others
         );
     }
     Ok(())

@@ -51,6 +51,7 @@ struct Component;
 
 impl Guest for Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        crate::retry::new_request();
         let response = match read_request(&request) {
             Ok(request) => {
                 let kv = WasiKv::default();

@@ -1,5 +1,7 @@
 //! The API cases of the end-to-end tests, written once and run against each build of the todo
-//! component (`tests/api.rs`): every route and status code of both APIs, over HTTP.
+//! component (`tests/api.rs`) and on every platform (`tests/platforms.rs`): every route and
+//! status code of both APIs, over HTTP; and, in [`bad_requests`], the bad-input table that
+//! `tests/bad_input.rs` and `tests/platforms.rs` share.
 
 use anyhow::Context;
 use serde_json::json;
@@ -291,4 +293,473 @@ pub fn the_same_body_under_the_default_limit_gets_413(host: &Host) -> anyhow::Re
     assert!(refused.json()["error"].is_string(), "{}", refused.text());
     assert_eq!(host.call("GET", "/todos", None)?.1, json!([]));
     Ok(())
+}
+
+/// The bad-input table: malformed, mistyped, oversized and misrouted requests, each with its
+/// documented 4xx and a piece of the JSON error that says what was wrong. `tests/bad_input.rs`
+/// runs it on `todo-host`, `tests/platforms.rs` on every other platform; [`check`] is what each
+/// answer must pass, the same everywhere.
+pub mod bad_requests {
+    use anyhow::Context;
+    use serde_json::Value;
+
+    use crate::support::{Host, RawResponse, raw_call};
+
+    const JSON: &str = "application/json";
+
+    /// One bad request: method, raw target, optional (content type, body), expected status, and a
+    /// piece of text the error message must contain.
+    pub struct Case {
+        pub method: &'static str,
+        pub target: String,
+        pub body: Option<(&'static str, Vec<u8>)>,
+        pub status: u16,
+        pub says: &'static str,
+    }
+
+    impl Case {
+        /// The case's name in failures and in tables of differences: the method, the target, and
+        /// the body (its content type when not JSON), each shortened to a readable length.
+        pub fn name(&self) -> String {
+            let target = shortened(self.target.as_bytes());
+            match &self.body {
+                None => format!("{} {target}", self.method),
+                Some((JSON, body)) => format!("{} {target} {}", self.method, shortened(body)),
+                Some((content_type, body)) => {
+                    format!(
+                        "{} {target} {content_type} {}",
+                        self.method,
+                        shortened(body)
+                    )
+                }
+            }
+        }
+    }
+
+    /// `bytes` as text, or, past 50 bytes, its first 20 and its length.
+    fn shortened(bytes: &[u8]) -> String {
+        let text = String::from_utf8_lossy(bytes);
+        if bytes.len() <= 50 {
+            return text.into_owned();
+        }
+        let start: String = text.chars().take(20).collect();
+        format!("{start}… ({} bytes)", bytes.len())
+    }
+
+    fn case(
+        method: &'static str,
+        target: &str,
+        body: Option<(&'static str, &[u8])>,
+        status: u16,
+        says: &'static str,
+    ) -> Case {
+        Case {
+            method,
+            target: target.to_string(),
+            body: body.map(|(ct, b)| (ct, b.to_vec())),
+            status,
+            says,
+        }
+    }
+
+    fn json(
+        method: &'static str,
+        target: &str,
+        body: &str,
+        status: u16,
+        says: &'static str,
+    ) -> Case {
+        case(method, target, Some((JSON, body.as_bytes())), status, says)
+    }
+
+    /// Every bad request, for a store holding [`seed`]'s three todos (ids 1 to 3).
+    pub fn cases() -> Vec<Case> {
+        let long_title = format!(r#"{{"title":"{}"}}"#, "t".repeat(1001));
+        let huge_body = format!(r#"{{"title":"{}"}}"#, "b".repeat(2 << 20));
+        vec![
+            // Malformed or mistyped JSON.
+            json("POST", "/todos", "{", 400, "not valid JSON"),
+            json("POST", "/todos", "", 400, "empty"),
+            json("POST", "/todos", "   ", 400, "empty"),
+            json("POST", "/todos", "[]", 400, "got an array"),
+            json("POST", "/todos", "null", 400, "got null"),
+            json("POST", "/todos", r#""title""#, 400, "got a string"),
+            json(
+                "POST",
+                "/todos",
+                r#"{"title":5}"#,
+                400,
+                "'title' must be a string",
+            ),
+            json(
+                "POST",
+                "/todos",
+                r#"{"title":["x"]}"#,
+                400,
+                "'title' must be a string",
+            ),
+            json(
+                "POST",
+                "/todos",
+                r#"{"completed":true}"#,
+                400,
+                "'title' is required",
+            ),
+            json(
+                "POST",
+                "/todos",
+                r#"{"title":""}"#,
+                400,
+                "must not be empty",
+            ),
+            json(
+                "POST",
+                "/todos",
+                r#"{"title":" \t\n "}"#,
+                400,
+                "must not be empty",
+            ),
+            json("POST", "/todos", &long_title, 400, "the limit is 1000"),
+            json(
+                "POST",
+                "/todos",
+                r#"{"title":"x","completed":"true"}"#,
+                400,
+                "'completed' must be true or false",
+            ),
+            json(
+                "POST",
+                "/todos",
+                r#"{"title":"x","order":"1"}"#,
+                400,
+                "'order' must be an integer",
+            ),
+            json(
+                "POST",
+                "/todos",
+                r#"{"title":"x","order":1.5}"#,
+                400,
+                "'order' must be an integer",
+            ),
+            json(
+                "POST",
+                "/todos",
+                r#"{"title":"x","order":1e30}"#,
+                400,
+                "'order' must be an integer",
+            ),
+            json(
+                "POST",
+                "/todos",
+                r#"{"title":"x"} trailing"#,
+                400,
+                "not valid JSON",
+            ),
+            case(
+                "POST",
+                "/todos",
+                Some((JSON, b"{\"title\":\"\xff\xfe\"}")),
+                400,
+                "UTF-8",
+            ),
+            json(
+                "PATCH",
+                "/todos/1",
+                r#"{"completed":null}"#,
+                400,
+                "'completed' must be true or false",
+            ),
+            json("PATCH", "/todos/1", "{", 400, "not valid JSON"),
+            json("PUT", "/todos/1", "{}", 400, "'title' is required"),
+            // Unsupported content types.
+            case(
+                "POST",
+                "/todos",
+                Some(("text/plain", b"{\"title\":\"x\"}")),
+                415,
+                "text/plain",
+            ),
+            case(
+                "POST",
+                "/todos",
+                Some(("application/x-www-form-urlencoded", b"title=x")),
+                415,
+                "application/json",
+            ),
+            case(
+                "PATCH",
+                "/todos/1",
+                Some(("application/xml", b"<t/>")),
+                415,
+                "application/xml",
+            ),
+            case(
+                "POST",
+                "/api/rule",
+                Some(("multipart/form-data", b"--x")),
+                415,
+                "form-urlencoded",
+            ),
+            // Ids that are not ids, and things that do not exist.
+            case("GET", "/todos/abc", None, 404, "'abc'"),
+            case("GET", "/todos/-1", None, 404, "'-1'"),
+            case("GET", "/todos/0", None, 404, "'0'"),
+            case("GET", "/todos/1.5", None, 404, "'1.5'"),
+            case(
+                "GET",
+                "/todos/99999999999999999999999",
+                None,
+                404,
+                "positive integers",
+            ),
+            case("GET", "/todos/999", None, 404, "no todo with id 999"),
+            json(
+                "PATCH",
+                "/todos/999",
+                r#"{"title":"x"}"#,
+                404,
+                "no todo with id 999",
+            ),
+            case("DELETE", "/todos/999", None, 404, "no todo with id 999"),
+            case("GET", "/todos/1/extra", None, 404, "no route"),
+            case("GET", "/api/nope", None, 404, "no route"),
+            // Path tricks: nothing is decoded into another route or a file.
+            case("GET", "/todos/..", None, 404, "'..'"),
+            case("GET", "/todos/%2e%2e", None, 404, "'%2e%2e'"),
+            case(
+                "GET",
+                "/todos/..%2f..%2fetc%2fpasswd",
+                None,
+                404,
+                "positive integers",
+            ),
+            case("GET", "/todos/1%2F2", None, 404, "positive integers"),
+            // `/todos/%31` is `/todos/1` (a percent-encoded digit is the digit); a broken escape
+            // is not.
+            case("GET", "/todos/%3", None, 400, "'%3'"),
+            case("DELETE", "/api/../todos", None, 404, "no route"),
+            // Wrong methods.
+            case("PUT", "/todos", None, 405, "PUT"),
+            case("PATCH", "/todos", None, 405, "PATCH"),
+            case("POST", "/todos/1", None, 405, "POST"),
+            case("DELETE", "/api/currentUser", None, 405, "DELETE"),
+            case("POST", "/", None, 405, "POST"),
+            case("TRACE", "/todos", None, 405, "TRACE"),
+            // Query parameters.
+            case("GET", "/api/rule?current=abc", None, 400, "'current'"),
+            case("GET", "/api/rule?pageSize=100000", None, 400, "'pageSize'"),
+            case(
+                "GET",
+                "/api/rule?current=1&current=2",
+                None,
+                400,
+                "more than once",
+            ),
+            case(
+                "GET",
+                "/api/rule?current=%zz",
+                None,
+                400,
+                "percent-encoding",
+            ),
+            // Page parameters of `GET /todos`: a limit out of 1..=1000, a cursor that is no id,
+            // or one past the highest id this store issued (forged, or from another store).
+            case(
+                "GET",
+                "/todos?limit=0",
+                None,
+                400,
+                "'limit' must be an integer from 1",
+            ),
+            case("GET", "/todos?limit=-1", None, 400, "got '-1'"),
+            case("GET", "/todos?limit=1001", None, 400, "from 1 to 1000"),
+            case("GET", "/todos?limit=ten", None, 400, "got 'ten'"),
+            case("GET", "/todos?limit=", None, 400, "'limit'"),
+            case("GET", "/todos?limit=5&limit=6", None, 400, "more than once"),
+            case(
+                "GET",
+                "/todos?after=abc",
+                None,
+                400,
+                "'after' must be the id",
+            ),
+            case("GET", "/todos?after=-1", None, 400, "got '-1'"),
+            case("GET", "/todos?after=1e3", None, 400, "got '1e3'"),
+            case("GET", "/todos?after=4", None, 400, "past the highest id"),
+            case(
+                "GET",
+                "/todos?limit=10&after=99999999999999999999",
+                None,
+                400,
+                "'after'",
+            ),
+            case("GET", "/todos?after=%zz", None, 400, "percent-encoding"),
+            case("GET", "/api/rule?current=0", None, 400, "'current'"),
+            case("GET", "/api/rule?current=-2", None, 400, "'current'"),
+            case("GET", "/api/rule?pageSize=0", None, 400, "'pageSize'"),
+            case("GET", "/api/rule?pageSize=ten", None, 400, "'pageSize'"),
+            // Legacy bodies.
+            json(
+                "POST",
+                "/api/rule",
+                r#"{"name":""}"#,
+                400,
+                "must not be empty",
+            ),
+            json(
+                "PUT",
+                "/api/rule",
+                r#"{"key":"1x"}"#,
+                400,
+                "'key' must be a positive integer",
+            ),
+            json(
+                "PUT",
+                "/api/rule",
+                r#"{"key":1,"status":"done"}"#,
+                400,
+                "'status' must be 1",
+            ),
+            json(
+                "DELETE",
+                "/api/rule",
+                r#"{"key":"all"}"#,
+                400,
+                "'key' must be a positive integer",
+            ),
+            case(
+                "POST",
+                "/api/rule",
+                Some(("application/x-www-form-urlencoded", b"name=%ff")),
+                400,
+                "UTF-8",
+            ),
+            json(
+                "DELETE",
+                "/api/rule",
+                &format!(r#"{{"key":{:?}}}"#, (1..=1001).collect::<Vec<u64>>()),
+                400,
+                "at most 1000",
+            ),
+            // Sizes.
+            json("POST", "/todos", &huge_body, 413, "larger than"),
+            case(
+                "GET",
+                &format!("/todos/{}", "9".repeat(9000)),
+                None,
+                414,
+                "the limit is",
+            ),
+        ]
+    }
+
+    /// What the cases expect to find: two todos and a legacy rule, ids 1 to 3.
+    pub fn seed(host: &Host) -> anyhow::Result<()> {
+        for title in ["first", "second"] {
+            let (status, body) =
+                host.call("POST", "/todos", Some(&format!(r#"{{"title":"{title}"}}"#)))?;
+            anyhow::ensure!(status == 201, "seeding {title}: {status} {body}");
+        }
+        let (status, body) =
+            host.call("POST", "/api/rule", Some(r#"{"name":"third","desc":"d"}"#))?;
+        anyhow::ensure!(status == 200, "seeding the rule: {status} {body}");
+        Ok(())
+    }
+
+    /// Everything a client can see of the store, the counts of `GET /todos` included.
+    pub fn snapshot(host: &Host) -> anyhow::Result<(Value, Value, Option<String>)> {
+        let todos = host.request("GET", "/todos", None)?;
+        Ok((
+            todos.json(),
+            host.call("GET", "/api/rule?pageSize=1000", None)?.1,
+            todos.header("x-total-count").map(str::to_string),
+        ))
+    }
+
+    /// Sends `case` as it is, over a raw connection: no client library rewrites its target.
+    /// A chunked answer (wash and `wasmtime serve` stream the component's body) is decoded.
+    pub fn send(host: &Host, case: &Case) -> anyhow::Result<RawResponse> {
+        let body = case.body.as_ref().map(|(ct, b)| (*ct, b.as_slice()));
+        let mut response = raw_call(host.addr(), case.method, &case.target, body)?;
+        if response
+            .header("transfer-encoding")
+            .is_some_and(|coding| coding.eq_ignore_ascii_case("chunked"))
+        {
+            response.body = dechunked(&response.body)
+                .with_context(|| format!("{}: a broken chunked body", case.name()))?;
+        }
+        Ok(response)
+    }
+
+    /// The data of a `Transfer-Encoding: chunked` body: hex size, CRLF, data, CRLF, until size 0.
+    fn dechunked(mut wire: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let mut data = Vec::new();
+        loop {
+            let line_end = wire
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .context("no CRLF after a chunk size")?;
+            let size_text = std::str::from_utf8(&wire[..line_end])?;
+            // A size may carry `;extensions`.
+            let size_hex = size_text.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size_hex, 16)
+                .with_context(|| format!("chunk size {size_text:?}"))?;
+            wire = &wire[line_end + 2..];
+            if size == 0 {
+                return Ok(data);
+            }
+            anyhow::ensure!(wire.len() >= size + 2, "a chunk of {size} bytes cut short");
+            data.extend_from_slice(&wire[..size]);
+            wire = &wire[size + 2..];
+        }
+    }
+
+    /// What is wrong with `response` as the answer to `case`; `None` when it is the documented
+    /// one: its status, a JSON error saying what the case says, and `Allow` with a 405.
+    pub fn check(case: &Case, response: &RawResponse) -> Option<String> {
+        let error = response.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if response.status != case.status {
+            Some(format!(
+                "status {} (want {}): {}",
+                response.status,
+                case.status,
+                response.text().chars().take(200).collect::<String>()
+            ))
+        } else if !error.contains(case.says) {
+            Some(format!("error {error:?} does not say {:?}", case.says))
+        } else if response.status == 405 && response.header("allow").is_none() {
+            Some("405 without Allow".to_string())
+        } else {
+            None
+        }
+    }
+
+    /// Name of the check [`conventions`] makes, for tables of differences.
+    pub const CONVENTIONS: &str = "after them: a page past the last is empty with the total, \
+        a cursor at the highest id ends the list, and the next create gets id 4";
+
+    /// What follows the table on a store [`seed`]ed and then sent every case: not errors, by
+    /// convention (a page past the last is empty, with the real total; a cursor at the highest
+    /// id ends the list), and no bad request consumed an id.
+    pub fn conventions(host: &Host) -> anyhow::Result<()> {
+        let (status, past) = host.call("GET", "/api/rule?current=9&pageSize=10", None)?;
+        anyhow::ensure!(
+            (status, &past["data"], &past["total"]) == (200, &serde_json::json!([]), &3.into()),
+            "a page past the last: {status} {past}"
+        );
+        let (status, end) = host.call("GET", "/todos?after=3", None)?;
+        anyhow::ensure!(
+            (status, &end) == (200, &serde_json::json!([])),
+            "a cursor at the highest id: {status} {end}"
+        );
+        let (status, created) = host.call("POST", "/todos", Some(r#"{"title":"after"}"#))?;
+        anyhow::ensure!(
+            (status, &created["id"]) == (201, &4.into()),
+            "the next create: {status} {created}"
+        );
+        Ok(())
+    }
 }
