@@ -13,8 +13,26 @@
 //! * `increment` runs in a `BEGIN IMMEDIATE` transaction, which takes the write lock before
 //!   reading, so concurrent increments, even from other processes, never lose one.
 //!
-//! rusqlite is blocking: every read runs on tokio's blocking pool with a connection from a small
-//! pool, so the async threads that serve HTTP never wait on the disk.
+//! # Reads on the calling thread
+//!
+//! rusqlite is blocking. A point read (`get`, `exists`, a `get_many` of at most
+//! [`INLINE_MAX_KEYS`] keys) takes a few microseconds, less than handing it to tokio's blocking
+//! pool and waking the task again would (that hop was most of the cost of a `GET /todos/1`). So
+//! such a read runs right where it is called, on the async worker thread, with an idle read
+//! connection from a small pool, provided none of these could make it wait:
+//! * another thread: the connection is taken with `try_lock`-like calls (a semaphore's
+//!   `try_acquire`, a `std::sync::Mutex` held only to pop or push a `Vec`), never by waiting; when
+//!   no connection is idle (other requests are reading: contention), the read goes to the
+//!   blocking pool instead and waits there;
+//! * a lock: in WAL mode a reader never waits for the writer, and while it runs here its
+//!   connection's busy timeout is zero, so in the rare cases SQLite would wait (another process
+//!   recovering the WAL) it answers `SQLITE_BUSY` at once and the read is retried on the blocking
+//!   pool, which may wait [`BUSY_TIMEOUT`];
+//! * size: bigger reads (`list_keys` pages of up to [`LIST_PAGE_SIZE`] keys, larger batches)
+//!   always go to the blocking pool.
+//!
+//! What remains is the disk: a page that is in neither SQLite's nor the OS's cache is read
+//! while the worker waits, one bounded I/O, like a page fault anywhere else in the process.
 //!
 //! # Group commit
 //!
@@ -90,6 +108,9 @@ impl BackendSettings for SqliteSettings {
 const POOL_SIZE: usize = 4;
 /// How long a write waits for another connection's (or process's) write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest `get_many` read on the calling thread: one index node's children, the guest's
+/// batch (`todo_guest::index::BATCH`), a few dozen microseconds of point reads at most.
+const INLINE_MAX_KEYS: usize = 64;
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS kv (
@@ -257,6 +278,52 @@ impl SqliteBackend {
             .map_err(|_| KvError("the SQLite writer thread dropped a write".into()))?
     }
 
+    /// Runs the read `query` on the calling thread when it can do so without waiting (see
+    /// "Reads on the calling thread" above), else on the blocking pool. `what` names the read
+    /// for an error message.
+    async fn read<R: Send + 'static>(
+        &self,
+        what: impl FnOnce() -> String,
+        query: impl Fn(&mut Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> Result<R, KvError> {
+        if let Some(result) = self.read_here(&query) {
+            return result.map_err(|err| KvError::new(format!("SQLite {}", what()), err));
+        }
+        let what = what();
+        self.run(move |conn| query(conn).map_err(sql(what))).await
+    }
+
+    /// Runs `query` here with an idle pooled connection and no busy timeout; `None` when no
+    /// connection is idle or SQLite would have had to wait (`SQLITE_BUSY`): the caller then reads
+    /// on the blocking pool.
+    fn read_here<R>(
+        &self,
+        query: &impl Fn(&mut Connection) -> rusqlite::Result<R>,
+    ) -> Option<rusqlite::Result<R>> {
+        // Declared first, so released last: after the connection is back in `idle`.
+        let _permit = self.permits.try_acquire().ok()?;
+        let mut conn = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()?;
+        let result = conn
+            .busy_timeout(Duration::ZERO)
+            .and_then(|()| query(&mut conn));
+        // A connection whose timeout cannot be restored would make a later write fail at once:
+        // dropped instead of pooled (the pool opens another when needed).
+        if conn.busy_timeout(BUSY_TIMEOUT).is_ok() {
+            self.idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(conn);
+        }
+        match result {
+            Err(err) if would_wait(&err) => None,
+            result => Some(result),
+        }
+    }
+
     /// Runs `f` with a pooled connection on the blocking pool.
     async fn run<R: Send + 'static>(
         &self,
@@ -304,6 +371,14 @@ fn connect(path: &Path, create: bool) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
+/// Whether SQLite gave up on a lock it would have waited for, had it had a busy timeout.
+fn would_wait(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// Maps a SQLite error to a [`KvError`] that says what was being done.
 fn sql(what: impl Display) -> impl FnOnce(rusqlite::Error) -> KvError {
     move |err| KvError::new(format!("SQLite {what}"), err)
@@ -334,10 +409,9 @@ impl KvBackend for SqliteBackend {
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         let (bucket, key) = (bucket.to_string(), key.to_string());
-        self.run(move |conn| {
-            select_value(conn, &bucket, &key).map_err(sql(format_args!("get of '{key}'")))
-        })
-        .await
+        let what = format!("get of '{key}'");
+        self.read(|| what, move |conn| select_value(conn, &bucket, &key))
+            .await
     }
 
     async fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
@@ -364,11 +438,14 @@ impl KvBackend for SqliteBackend {
 
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, KvError> {
         let (bucket, key) = (bucket.to_string(), key.to_string());
-        self.run(move |conn| {
-            conn.prepare_cached("SELECT 1 FROM kv WHERE bucket = ?1 AND key = ?2")
-                .and_then(|mut stmt| stmt.exists(params![bucket, key]))
-                .map_err(sql(format_args!("exists of '{key}'")))
-        })
+        let what = format!("exists of '{key}'");
+        self.read(
+            || what,
+            move |conn| {
+                conn.prepare_cached("SELECT 1 FROM kv WHERE bucket = ?1 AND key = ?2")?
+                    .exists(params![bucket, key])
+            },
+        )
         .await
     }
 
@@ -454,27 +531,34 @@ impl KvBackend for SqliteBackend {
     }
 
     async fn get_many(&self, bucket: &str, keys: &[String]) -> Result<Values, KvError> {
-        let (bucket, keys) = (bucket.to_string(), keys.to_vec());
-        self.run(move |conn| {
+        let what = || match keys.first() {
+            Some(first) => format!("get-many of {} keys from '{first}'", keys.len()),
+            None => "get-many of no keys".to_string(),
+        };
+        let (bucket, owned) = (bucket.to_string(), keys.to_vec());
+        let query = move |conn: &mut Connection| {
             // One read transaction: every value comes from the same snapshot.
-            let tx = conn.transaction().map_err(sql("get-many"))?;
-            let mut values = Vec::with_capacity(keys.len());
+            let tx = conn.transaction()?;
+            let mut values = Vec::with_capacity(owned.len());
             {
-                let mut stmt = tx
-                    .prepare_cached("SELECT value FROM kv WHERE bucket = ?1 AND key = ?2")
-                    .map_err(sql("get-many"))?;
-                for key in keys {
+                let mut stmt =
+                    tx.prepare_cached("SELECT value FROM kv WHERE bucket = ?1 AND key = ?2")?;
+                for key in &owned {
                     let value: Option<Vec<u8>> = stmt
                         .query_row(params![bucket, key], |row| row.get(0))
-                        .optional()
-                        .map_err(sql(format_args!("get-many of '{key}'")))?;
-                    values.push(value.map(|v| (key, v)));
+                        .optional()?;
+                    values.push(value.map(|v| (key.clone(), v)));
                 }
             }
-            tx.commit().map_err(sql("get-many"))?;
+            tx.commit()?;
             Ok(values)
-        })
-        .await
+        };
+        if keys.len() <= INLINE_MAX_KEYS {
+            self.read(what, query).await
+        } else {
+            let what = what();
+            self.run(move |conn| query(conn).map_err(sql(what))).await
+        }
     }
 
     async fn set_many(&self, bucket: &str, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
@@ -505,5 +589,192 @@ impl KvBackend for SqliteBackend {
         })
         .await
         .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::time::Instant;
+
+    async fn open_temp() -> anyhow::Result<(tempfile::TempDir, SqliteBackend)> {
+        let dir = tempfile::tempdir()?;
+        let backend = SqliteBackend::open(&dir.path().join("kv.db")).await?;
+        Ok((dir, backend))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn reads_on_the_calling_thread_see_every_acknowledged_write() -> anyhow::Result<()> {
+        let (_dir, kv) = open_temp().await?;
+        for i in 0..100u32 {
+            kv.set("b", &format!("k{i}"), &i.to_le_bytes()).await?;
+            assert_eq!(
+                kv.get("b", &format!("k{i}")).await?,
+                Some(i.to_le_bytes().to_vec())
+            );
+        }
+        let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+        let values = kv.get_many("b", &keys).await?;
+        assert!(values.iter().flatten().count() == 100, "{values:?}");
+        kv.delete("b", "k0").await?;
+        assert!(!kv.exists("b", "k0").await?);
+        Ok(())
+    }
+
+    /// With every pooled connection in use (other requests reading: contention), a read does
+    /// not wait on the calling thread: it waits on the blocking pool, and the async thread
+    /// (this test's only one) keeps serving other tasks meanwhile.
+    #[tokio::test(flavor = "current_thread")]
+    async fn reads_under_contention_wait_off_the_async_thread() -> anyhow::Result<()> {
+        let (_dir, kv) = open_temp().await?;
+        kv.set("b", "k", b"v").await?;
+        let busy = kv
+            .permits
+            .clone()
+            .acquire_many_owned(POOL_SIZE as u32)
+            .await?;
+
+        let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        let started = Instant::now();
+        let read = async { kv.get("b", "k").await };
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(busy);
+        };
+        let (value, ()) = tokio::join!(read, release);
+        let waited = started.elapsed();
+        ticker.abort();
+
+        assert_eq!(value?, Some(b"v".to_vec()));
+        assert!(
+            waited >= Duration::from_millis(300),
+            "the read took a connection that was in use: answered after {waited:?}"
+        );
+        let ticks = ticks.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            ticks >= 10,
+            "the async thread stalled while the read waited: {ticks} ticks of 10 ms in {waited:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn only_lock_errors_send_a_read_to_the_blocking_pool() {
+        let failure = |code| {
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some("x".into()))
+        };
+        assert!(would_wait(&failure(rusqlite::ffi::SQLITE_BUSY)));
+        assert!(would_wait(&failure(rusqlite::ffi::SQLITE_LOCKED)));
+        assert!(!would_wait(&failure(rusqlite::ffi::SQLITE_CORRUPT)));
+        assert!(!would_wait(&rusqlite::Error::QueryReturnedNoRows));
+    }
+
+    /// What this backend's share of a request costs at 1,000 and at 1,000,000 todos (the
+    /// layout the component leaves: todo keys, index summaries, id counter): the fastest of
+    /// several rounds, so that other load on the machine does not count. Run with
+    /// `cargo test --release -p todo-host --lib sqlite_scaling -- --ignored --nocapture`
+    /// (`SQLITE_SCALING_SIZES="1000 1000000"`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement, not a check: minutes at a million todos"]
+    async fn sqlite_scaling() -> anyhow::Result<()> {
+        let sizes =
+            std::env::var("SQLITE_SCALING_SIZES").unwrap_or_else(|_| "1000 1000000".to_string());
+        println!(
+            "| todos | get µs | get-many 8 index keys µs | get-many 50 todos µs | create (8 writes) µs |"
+        );
+        println!("|---|---|---|---|---|");
+        for size in sizes.split_whitespace() {
+            let size: u64 = size.parse()?;
+            let (_dir, kv) = open_temp().await?;
+            let mut batch = Vec::with_capacity(1000);
+            for id in 1..=size {
+                let record = todo_guest::records::TodoRecord {
+                    id,
+                    title: format!("todo number {id}"),
+                    completed: id % 3 == 0,
+                    order: id as i64,
+                    description: String::new(),
+                    created_at: "2026-01-01T00:00:00.000Z".to_string(),
+                    updated_at: "2026-01-01T00:00:00.000Z".to_string(),
+                };
+                batch.push((
+                    todo_guest::records::todo_key(id),
+                    serde_json::to_vec(&record)?,
+                ));
+                if batch.len() == 1000 || id == size {
+                    kv.set_many("default", &batch).await?;
+                    batch.clear();
+                }
+            }
+            let index = todo_guest::index::dense_entries(size, |id| id % 3 == 0);
+            for chunk in index.chunks(1000) {
+                kv.set_many("default", chunk).await?;
+            }
+            let index_keys: Vec<String> = (0..4)
+                .flat_map(|n| [format!("fence/3/{n}"), format!("index/3/{n}")])
+                .collect();
+            let page: Vec<String> = (1..=50).map(todo_guest::records::todo_key).collect();
+            let mut next = size;
+            let mut best = [f64::MAX; 4];
+            for _ in 0..7 {
+                let mut time = |slot: usize, started: Instant, count: u32| {
+                    let us = started.elapsed().as_secs_f64() * 1e6 / f64::from(count);
+                    best[slot] = best[slot].min(us);
+                };
+                let started = Instant::now();
+                for _ in 0..2000 {
+                    kv.get("default", "todo/1").await?;
+                }
+                time(0, started, 2000);
+                let started = Instant::now();
+                for _ in 0..500 {
+                    kv.get_many("default", &index_keys).await?;
+                }
+                time(1, started, 500);
+                let started = Instant::now();
+                for _ in 0..200 {
+                    kv.get_many("default", &page).await?;
+                }
+                time(2, started, 200);
+                let started = Instant::now();
+                for _ in 0..200 {
+                    next += 1;
+                    kv.increment("default", "meta/next-id", 1).await?;
+                    let fences = [
+                        format!("fence/3/{}", next >> 18),
+                        format!("fence/2/{}", next >> 12),
+                        format!("fence/1/{}", next >> 6),
+                    ];
+                    for fence in &fences {
+                        kv.increment("default", fence, 1).await?;
+                    }
+                    kv.set(
+                        "default",
+                        &todo_guest::records::todo_key(next),
+                        &[b'x'; 150],
+                    )
+                    .await?;
+                    for fence in fences.iter().rev() {
+                        kv.increment("default", fence, 1 << 32).await?;
+                    }
+                }
+                time(3, started, 200);
+            }
+            println!(
+                "| {size} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                best[0], best[1], best[2], best[3]
+            );
+        }
+        Ok(())
     }
 }
