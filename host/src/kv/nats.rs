@@ -80,7 +80,7 @@
 //! stream that stored the first attempt (its acknowledgement lost) acknowledges the second as a
 //! duplicate of it; and a conditional write refused as raced after an attempt without answer
 //! checks whether the key's last message is its own. With the cluster gone (the client connected
-//! to no server for [`RECONNECT_GRACE`]) or without quorum, the guest gets an error within that
+//! to no server for `RECONNECT_GRACE`) or without quorum, the guest gets an error within that
 //! bound, and the todo component answers 503. The client reconnects by itself (backoff capped at
 //! [`MAX_RECONNECT_DELAY`]), so the host recovers when the cluster is back.
 

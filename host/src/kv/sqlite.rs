@@ -16,7 +16,7 @@
 //! # Reads on the calling thread
 //!
 //! rusqlite is blocking. A point read (`get`, `exists`, a `get_many` of at most
-//! [`INLINE_MAX_KEYS`] keys) takes a few microseconds, less than handing it to tokio's blocking
+//! `INLINE_MAX_KEYS` keys) takes a few microseconds, less than handing it to tokio's blocking
 //! pool and waking the task again would (that hop was most of the cost of a `GET /todos/1`). So
 //! such a read runs right where it is called, on the async worker thread, with an idle read
 //! connection from a small pool, provided none of these could make it wait:
@@ -27,7 +27,7 @@
 //! * a lock: in WAL mode a reader never waits for the writer, and while it runs here its
 //!   connection's busy timeout is zero, so in the rare cases SQLite would wait (another process
 //!   recovering the WAL) it answers `SQLITE_BUSY` at once and the read is retried on the blocking
-//!   pool, which may wait [`BUSY_TIMEOUT`];
+//!   pool, which may wait `BUSY_TIMEOUT`;
 //! * size: bigger reads (`list_keys` pages of up to [`LIST_PAGE_SIZE`] keys, larger batches)
 //!   always go to the blocking pool.
 //!
