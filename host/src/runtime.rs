@@ -320,15 +320,7 @@ impl Runtime {
     /// Creates one instance of the component at `/`, exactly as a request would, and drops it
     /// without calling it: what a request pays before the guest runs. For measurements.
     pub async fn instantiate_only(&self) -> anyhow::Result<()> {
-        let deployment = self.deployment();
-        let component = deployment
-            .routes
-            .pick("/")
-            .ok_or_else(|| anyhow::anyhow!("no component serves /"))?;
-        let deadline = Instant::now() + self.limits.request_timeout;
-        let mut store = component.new_store(&self.limits, deadline, Arc::default())?;
-        component.pre.instantiate_async(&mut store).await?;
-        Ok(())
+        self.instance_phases().await.map(|_| ())
     }
 
     /// The three phases of a request's instance, timed, without calling it: making the store
