@@ -40,7 +40,9 @@ fn main() -> ExitCode {
 async fn run(config: Config) -> anyhow::Result<()> {
     let app = App::from_config(&config).await?;
     let server = Server::bind(&config, &app).await?;
+    // Signal handlers first: a script may signal as soon as it reads the start-up line.
+    let shutdown = server::shutdown_signal();
     // Tests and scripts read this line (on stdout) to learn the address.
     println!("{}", server.banner()?);
-    server.run(server::shutdown_signal()).await
+    server.run(shutdown).await
 }

@@ -83,6 +83,8 @@ impl Server {
             None => None,
         };
         let control = Arc::new(Control::new(config.clone(), runtime.clone(), metered));
+        // Before the start-up line is printed: a SIGHUP sent once it is out reloads.
+        crate::admin::reload_on_sighup(control.clone());
         Ok(Self {
             listener,
             admin,
@@ -121,7 +123,6 @@ impl Server {
         if let Some(admin) = self.admin {
             tokio::spawn(crate::admin::serve(admin, self.control.clone()));
         }
-        crate::admin::reload_on_sighup(self.control.clone());
         run(
             self.listener,
             self.runtime,
@@ -298,18 +299,27 @@ fn service(
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
+pub fn shutdown_signal() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    // Both handlers are installed here, when this is called, not when the future is first
+    // polled: a signal sent the moment the start-up line is out must not meet the default
+    // action (the process killed by SIGINT).
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut interrupt), Ok(mut terminate)) => tokio::select! {
+                _ = interrupt.recv() => tracing::info!("SIGINT received"),
+                _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            },
+            (Ok(mut interrupt), Err(err)) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                interrupt.recv().await;
+            }
+            (Err(err), _) => {
+                tracing::warn!(error = %err, "cannot listen for SIGINT; only SIGTERM stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        _ = term.recv() => tracing::info!("SIGTERM received"),
     }
 }
