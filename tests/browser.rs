@@ -135,7 +135,10 @@ fn a_long_list_shows_its_first_page_fast_and_loads_the_rest_as_it_scrolls() -> a
         let at_least =
             |n: usize| format!("return document.querySelectorAll('#list li').length >= {n}");
         browser.wait_for(&at_least(200), &json!(true))?;
-        browser.click(&browser.find("#more")?)?;
+        // The button exists and is clicked by script: a WebDriver click at its position can
+        // land on a row that the scroll observer's page has just moved under it.
+        browser.find("#more")?;
+        browser.eval("document.getElementById('more').click(); return null")?;
         browser.wait_for(&at_least(300), &json!(true))?;
         let ids = "return [...document.querySelectorAll('#list li')].slice(0, 300).map(e => Number(e.dataset.id))";
         browser.wait_for(ids, &json!((1..=300).collect::<Vec<u64>>()))?;
