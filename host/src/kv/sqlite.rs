@@ -408,10 +408,13 @@ impl KvBackend for SqliteBackend {
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        let (bucket, key) = (bucket.to_string(), key.to_string());
-        let what = format!("get of '{key}'");
-        self.read(|| what, move |conn| select_value(conn, &bucket, &key))
-            .await
+        let (owned_bucket, owned_key) = (bucket.to_string(), key.to_string());
+        // The description is made only if the read fails or leaves this thread.
+        self.read(
+            || format!("get of '{key}'"),
+            move |conn| select_value(conn, &owned_bucket, &owned_key),
+        )
+        .await
     }
 
     async fn set(&self, bucket: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
@@ -437,13 +440,12 @@ impl KvBackend for SqliteBackend {
     }
 
     async fn exists(&self, bucket: &str, key: &str) -> Result<bool, KvError> {
-        let (bucket, key) = (bucket.to_string(), key.to_string());
-        let what = format!("exists of '{key}'");
+        let (owned_bucket, owned_key) = (bucket.to_string(), key.to_string());
         self.read(
-            || what,
+            || format!("exists of '{key}'"),
             move |conn| {
                 conn.prepare_cached("SELECT 1 FROM kv WHERE bucket = ?1 AND key = ?2")?
-                    .exists(params![bucket, key])
+                    .exists(params![owned_bucket, owned_key])
             },
         )
         .await
