@@ -19,7 +19,8 @@
 #   million        todo-host on SQLite with 1,000,000 todos
 #   nats           SQLite, Redis, NATS (1 server R1, 3 servers R3) as todo-host's store
 #   platforms      the todo component under todo-host, wash dev, wasmtime serve, the Node host
-#   observability  todo-host with access log and metrics on, then off, alternating
+#   observability  todo-host with access log and metrics on and off, side by side in 1-second
+#                  turns, with control rounds (both on); and the in-process cost (microbench)
 #   before         todo-host of revision $BEFORE beside this tree's (runs only when BEFORE is set)
 #   micro          the in-process micro-benchmark (microbench) and the scaling chart
 #
@@ -37,9 +38,10 @@ SCALING_SVG="$(dirname "$RESULTS")/scaling.svg"
 ALL_SECTIONS="core native workers hello gc million nats platforms observability before micro"
 ONLY=${ONLY:-$ALL_SECTIONS}
 BEFORE=${BEFORE:-}
-# Observability on/off is a small difference between two noisy figures: several alternating
-# rounds, and the ratio of the medians, keep one unlucky run from deciding it.
-OBSERVABILITY_ROUNDS=${OBSERVABILITY_ROUNDS:-3}
+# Observability on/off is a small difference between two noisy figures: rounds of fresh server
+# pairs (see the section), and control rounds as many, keep one unlucky pair from deciding it.
+OBSERVABILITY_ROUNDS=${OBSERVABILITY_ROUNDS:-5}
+OBSERVABILITY_TURNS=${OBSERVABILITY_TURNS:-10}
 # How long a platform may take from its start to serving: `wash dev` runs the build command of
 # `.wash/config.yaml` first, the Node host transpiles the component once per component hash.
 PLATFORM_START_SECONDS=300
@@ -404,25 +406,72 @@ if wants platforms; then
 fi
 
 # ---- observability: access log and metrics on vs off ----
+# Throughput on this machine drifts by 10-15% within tens of seconds (six identical servers
+# measured in turn: their order changed from one pass to the next), more than the difference
+# sought. So two servers, on and off, run side by side and take turns in one-second runs (on,
+# off, then off, on, ...): each turn is a pair measured within two seconds of each other. Fresh
+# pairs for each round; control rounds do the same with two servers that both observe, to show
+# what the method itself cannot tell apart. Beside throughput, each server's own CPU time per
+# request (utime + stime from /proc).
 if wants observability; then
   echo "== observability on vs off" >&2
   section=observability
+  on_flags=(--admin-listen 127.0.0.1:0)
   off_flags=(--no-access-log --no-metrics)
   if ! "$HOST" --help | grep -q -- "--no-metrics"; then
     off_flags=(--no-access-log)
     note "observability: this todo-host has no --no-metrics, so \"off\" is --no-access-log only"
   fi
-  for round in $(seq "$OBSERVABILITY_ROUNDS"); do
-    # Access log on (to a file: start sends stderr there) and metrics recorded and served.
-    start obs-on "$HOST" --store memory:// --admin-listen 127.0.0.1:0; seed 10
-    load "todo-host, memory, observability on (run $round)" "GET /todos/1" /todos/1
-    stop
-    start obs-off "$HOST" --store memory:// "${off_flags[@]}"; seed 10
-    load "todo-host, memory, observability off (run $round)" "GET /todos/1" /todos/1
-    stop
-  done
-  printf 'on: todo-host --store memory:// --admin-listen 127.0.0.1:0 (access log to a file); off: todo-host --store memory:// %s\n' \
+  cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+  # obs_burst ROUND TURN VARIANT PID PORT: one 1-second GET /todos/1 run; a line in $work/obs.tsv.
+  obs_burst() {
+    local before after
+    before=$(cpu_ticks "$4")
+    wrk -t2 -c"$CONNECTIONS" -d1s "http://127.0.0.1:$5/todos/1" >"$work/wrk.out"
+    after=$(cpu_ticks "$4")
+    python3 - "$work/wrk.out" "$1" "$2" "$3" "$before" "$after" "$(getconf CLK_TCK)" >>"$work/obs.tsv" <<'PY'
+import re, sys
+out, rnd, turn, variant, before, after, hz = sys.argv[1:]
+text = open(out).read()
+requests = int(re.search(r"(\d+) requests in", text).group(1))
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+cpu_us = (int(after) - int(before)) * 1e6 / int(hz) / requests
+print(f"{rnd}\t{turn}\t{variant}\t{rps:.0f}\t{cpu_us:.1f}")
+PY
+  }
+  # obs_rounds A_NAME B_NAME B_FLAGS...: rounds of a fresh pair, A observed, B with B_FLAGS.
+  obs_rounds() {
+    local a_name=$1 b_name=$2; shift 2
+    local round turn a_pid a_port b_pid b_port
+    for round in $(seq "$OBSERVABILITY_ROUNDS"); do
+      # Started in turns too: the server started first ran ~3% slower in control rounds.
+      if [ $((round % 2)) = 1 ]; then
+        start obs-a "$HOST" --store memory:// "${on_flags[@]}"; seed 10; a_pid=$pid; a_port=$port
+        start obs-b "$HOST" --store memory:// "$@"; seed 10; b_pid=$pid; b_port=$port
+      else
+        start obs-b "$HOST" --store memory:// "$@"; seed 10; b_pid=$pid; b_port=$port
+        start obs-a "$HOST" --store memory:// "${on_flags[@]}"; seed 10; a_pid=$pid; a_port=$port
+      fi
+      wrk -t2 -c"$CONNECTIONS" -d1s "http://127.0.0.1:$a_port/todos/1" >/dev/null  # warm-up
+      wrk -t2 -c"$CONNECTIONS" -d1s "http://127.0.0.1:$b_port/todos/1" >/dev/null
+      for turn in $(seq "$OBSERVABILITY_TURNS"); do
+        if [ $((turn % 2)) = 1 ]; then
+          obs_burst "$round" "$turn" "$a_name" "$a_pid" "$a_port"
+          obs_burst "$round" "$turn" "$b_name" "$b_pid" "$b_port"
+        else
+          obs_burst "$round" "$turn" "$b_name" "$b_pid" "$b_port"
+          obs_burst "$round" "$turn" "$a_name" "$a_pid" "$a_port"
+        fi
+      done
+      echo "  $a_name vs $b_name, round $round done" >&2
+      pid=$a_pid; stop; pid=$b_pid; stop
+    done
+  }
+  obs_rounds "on" "off" "${off_flags[@]}"
+  obs_rounds "on (control A)" "on (control B)" "${on_flags[@]}"
+  printf 'on: `todo-host --store memory:// --admin-listen 127.0.0.1:0` (access log to a file, metrics recorded); off: `todo-host --store memory:// %s`\n' \
     "${off_flags[*]}" >"$work/observability.txt"
+  target/release/microbench --observability >"$work/observability-micro.md"
 fi
 
 # ---- before: todo-host of another revision, beside this tree's ----
@@ -477,7 +526,7 @@ fi
 
 # ---- the report ----
 python3 - "$work" "$RESULTS" "$DURATION" "$ONLY" <<'PY'
-import csv, datetime, os, platform, statistics, sys
+import csv, datetime, math, os, platform, statistics, sys
 work, out, duration, only = sys.argv[1:]
 rows = list(csv.reader(open(f"{work}/rows.tsv"), delimiter="\t"))
 rss = list(csv.reader(open(f"{work}/rss.tsv"), delimiter="\t"))
@@ -537,16 +586,39 @@ if platforms:
               "The default build of the todo component (`target/wasm/wasm32-wasip2/component/todo_guest.wasm`, "
               "the one `todo-host` embeds), each host with its own in-memory store and its default settings; "
               "a fresh server for `POST`.", ""] + platforms
-obs = [r for r in rows if r[0] == "observability"]
-if obs:
-    on = [float(r[4]) for r in obs if "observability on" in r[1]]
-    off = [float(r[4]) for r in obs if "observability off" in r[1]]
-    lines += ["## Observability on vs off", "", open(f"{work}/observability.txt").read().strip() + ".",
-              "Runs alternate on, off, on, off, ...; `GET /todos/1`, 10 todos.", ""]
-    lines += table("observability", [])
-    if on and off:
-        m_on, m_off = statistics.median(on), statistics.median(off)
-        lines += [f"Median on: {m_on:.0f} req/s; median off: {m_off:.0f} req/s; on/off = **{m_on / m_off:.3f}**.", ""]
+if os.path.exists(f"{work}/obs.tsv") and os.path.getsize(f"{work}/obs.tsv"):
+    runs = [l.rstrip("\n").split("\t") for l in open(f"{work}/obs.tsv")]
+    def geomean(xs):
+        return math.exp(sum(math.log(x) for x in xs) / len(xs))
+    def turns(a, b):
+        """(round, a req/s / b req/s, a CPU µs, b CPU µs) for every turn that ran both."""
+        got = {}
+        for rnd, turn, variant, rps, cpu_us in runs:
+            got.setdefault((rnd, turn), {})[variant] = (float(rps), float(cpu_us))
+        return [(rnd, v[a][0] / v[b][0], v[a][1], v[b][1])
+                for (rnd, _), v in sorted(got.items(), key=lambda kv: (int(kv[0][0]), int(kv[0][1])))
+                if a in v and b in v]
+    lines += ["## Observability on vs off", "", open(f"{work}/observability.txt").read().strip() + ".", "",
+              f"`GET /todos/1`, 10 todos. Two servers side by side take turns in one-second `wrk -t2 -c64` "
+              "runs (on, off, then off, on, ...): throughput here drifts by 10-15% within tens of seconds, "
+              "so only runs seconds apart are compared. Each round is a fresh pair, started in turns too; the control rounds run "
+              "two servers that both observe, the spread the method itself cannot tell apart. CPU µs per "
+              "request: the server's own utime + stime over a run, over the requests wrk counted.", "",
+              "| servers | turns | req/s, first / second (geometric mean of turns) | rounds' means | server CPU µs per request, first / second (medians) |",
+              "|---|---|---|---|---|"]
+    for title, a, b in [("on / off", "on", "off"), ("control: on / on", "on (control A)", "on (control B)")]:
+        got = turns(a, b)
+        if got:
+            rounds = sorted({r for r, _, _, _ in got}, key=int)
+            means = [geomean([x for r, x, _, _ in got if r == rnd]) for rnd in rounds]
+            cpu_a = statistics.median(c for _, _, c, _ in got)
+            cpu_b = statistics.median(c for _, _, _, c in got)
+            lines.append(f"| {title} | {len(got)} | **{geomean([x for _, x, _, _ in got]):.3f}** | "
+                         + ", ".join(f"{m:.3f}" for m in means)
+                         + f" | {cpu_a:.1f} / {cpu_b:.1f} = {cpu_a / cpu_b:.3f} |")
+    lines += [""]
+    if os.path.exists(f"{work}/observability-micro.md"):
+        lines += [open(f"{work}/observability-micro.md").read().strip(), ""]
 before = table("before", [])
 if before:
     lines += ["## This tree against an earlier revision", "",

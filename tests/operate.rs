@@ -544,3 +544,110 @@ fn bad_reload_requests_change_nothing() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `todo-host` with the access log at its default (`RUST_LOG=info`) and stderr to `log`; the
+/// running process and its base URL.
+fn host_logging_to(log: &Path, args: &[&str]) -> anyhow::Result<(std::process::Child, String)> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(support::HOST_BIN)
+        .args(["--listen", "127.0.0.1:0", "--store", "memory://"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()?;
+    let mut banner = String::new();
+    std::io::BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut banner)?;
+    let address = banner
+        .trim()
+        .strip_prefix("Serving HTTP on http://")
+        .and_then(|rest| rest.split('/').next())
+        .with_context(|| format!("no start-up line: {banner:?}"))?;
+    Ok((child, format!("http://{address}")))
+}
+
+/// The access-log lines in `log`.
+fn access_lines(log: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(std::fs::read_to_string(log)?
+        .lines()
+        .filter(|line| line.contains("todo_host::access"))
+        .map(str::to_string)
+        .collect())
+}
+
+/// The value of `name=value` in an access line (`path="/todos"` gives `/todos`).
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|part| part.strip_prefix(name)?.strip_prefix('='))
+        .map(|value| value.trim_matches('"'))
+}
+
+#[test]
+fn the_access_log_has_one_line_per_request_soon_and_all_of_them_at_exit() -> anyhow::Result<()> {
+    let dir = temp_dir()?;
+    let log = dir.path().join("host.log");
+    let (mut child, base) = host_logging_to(&log, &[])?;
+    let addr = base.trim_start_matches("http://").to_string();
+    let sent: Vec<(&str, &str, Option<&str>, u16)> = vec![
+        ("POST", "/todos", Some(r#"{"title":"logged"}"#), 201),
+        ("GET", "/todos/1", None, 200),
+        ("GET", "/todos/999", None, 404),
+        ("POST", "/todos", Some("{not json"), 400),
+        ("DELETE", "/todos/1", None, 204),
+    ];
+    for (method, path, body, status) in &sent {
+        let body = body.map(|body| ("application/json", body.as_bytes()));
+        let answer = support::raw_call(&addr, method, path, body)?;
+        assert_eq!(answer.status, *status, "{method} {path}");
+    }
+    // Written in batches, yet soon: within a few flush periods, with the process still running.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut lines = access_lines(&log)?;
+    while lines.len() < sent.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        lines = access_lines(&log)?;
+    }
+    assert_eq!(lines.len(), sent.len(), "one line per request: {lines:#?}");
+    for ((method, path, _, status), line) in sent.iter().zip(&lines) {
+        assert_eq!(field(line, "method"), Some(*method), "{line}");
+        assert_eq!(field(line, "path"), Some(*path), "{line}");
+        assert_eq!(
+            field(line, "status"),
+            Some(status.to_string().as_str()),
+            "{line}"
+        );
+        for number in ["total_us", "instantiate_us", "guest_us", "kv_calls"] {
+            let value = field(line, number).with_context(|| format!("no {number}: {line}"))?;
+            value
+                .parse::<u64>()
+                .with_context(|| format!("{number}={value}: {line}"))?;
+        }
+        let hash = field(line, "component").with_context(|| format!("no component: {line}"))?;
+        assert!(
+            hash.len() >= 8,
+            "a content hash names the component: {line}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|line| field(line, "kv_calls").is_some_and(|n| n != "0")),
+        "KV calls are counted: {lines:#?}"
+    );
+    // Lines still waiting in memory when the host is told to stop are written before it exits.
+    let burst = 200;
+    for _ in 0..burst {
+        support::raw_call(&addr, "GET", "/todos", None)?;
+    }
+    support::signal(child.id(), "TERM")?;
+    assert!(child.wait()?.success());
+    assert_eq!(access_lines(&log)?.len(), sent.len() + burst);
+
+    let quiet_log = dir.path().join("quiet.log");
+    let (mut quiet, base) = host_logging_to(&quiet_log, &["--no-access-log"])?;
+    support::raw_call(base.trim_start_matches("http://"), "GET", "/todos", None)?;
+    support::signal(quiet.id(), "TERM")?;
+    assert!(quiet.wait()?.success());
+    assert_eq!(access_lines(&quiet_log)?, Vec::<String>::new());
+    Ok(())
+}

@@ -14,7 +14,7 @@
 //! * [`routes`]: which component answers which path.
 //! * [`admin`]: the admin listener (metrics, health, readiness) and reloads (`SIGHUP`, `POST
 //!   /admin/reload`), which swap a new [`runtime::Deployment`] in without dropping a request;
-//!   [`metrics`]: what is counted.
+//!   [`metrics`]: what is counted; [`logging`]: where log lines go (the access log in batches).
 //!
 //! The request path, in the order a request meets it ([`runtime`] reads top to bottom):
 //! * [`admission`]: one concurrency limit for the whole host;
@@ -85,6 +85,7 @@ pub mod exchange;
 pub mod incoming;
 pub mod kv;
 pub mod limits;
+pub mod logging;
 pub mod manifest;
 pub mod metrics;
 pub mod refusal;

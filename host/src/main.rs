@@ -6,15 +6,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use todo_host::config::Cli;
 use todo_host::{App, Config, Server, server};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        // Colours for a terminal only: a log file or journal gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // Kept to the end of `main`: dropping it writes out the access lines still waiting.
+    let _logs = todo_host::logging::init();
     let cli = Cli::parse();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = cli.workers {

@@ -303,7 +303,7 @@ impl Runtime {
         self.metrics.request_done(uri.path(), status, took);
         if self.access_log {
             tracing::info!(
-                target: "todo_host::access",
+                target: crate::logging::ACCESS_TARGET,
                 %method,
                 path = uri.path(),
                 status,

@@ -8,6 +8,10 @@
 //! * instantiate only; a whole request through `Runtime::handle`; the same logic natively;
 //! * paged reads, a single read and a create at 1k, 10k, 100k and 1M todos, memory and SQLite
 //!   (`SCALING_SIZES="1000 10000"` for a shorter run).
+//!
+//! `microbench --observability` prints only what the metrics and the access log add to a request
+//! (`bench/run.sh`, section `observability`); `microbench --loop WHAT COUNT` repeats one request
+//! for a profiler.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,9 +34,16 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match args.as_slice() {
         [flag, what, count] if flag == "--loop" => runtime.block_on(repeat(what, count.parse()?)),
+        [flag] if flag == "--observability" => runtime.block_on(async {
+            let store: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
+            fill(store.as_ref(), 10).await?;
+            observability(&store).await
+        }),
         [] => runtime.block_on(run("bench/scaling.svg")),
         [svg_path] => runtime.block_on(run(svg_path)),
-        _ => anyhow::bail!("usage: microbench [SVG_PATH] | microbench --loop WHAT COUNT"),
+        _ => anyhow::bail!(
+            "usage: microbench [SVG_PATH] | microbench --loop WHAT COUNT | microbench --observability"
+        ),
     }
 }
 
@@ -47,6 +58,31 @@ async fn repeat(what: &str, count: u64) -> anyhow::Result<()> {
         Err(_) => Arc::new(MemoryBackend::new()),
     };
     fill(store.as_ref(), 10).await?;
+    // MICROBENCH_OBSERVE=1: metrics on every KV call and the access log (to
+    // MICROBENCH_LOG, default /dev/null), as `todo-host` runs by default.
+    let observe = std::env::var_os("MICROBENCH_OBSERVE").is_some();
+    let _logs = match observe {
+        true => {
+            let path = std::env::var_os("MICROBENCH_LOG").unwrap_or_else(|| "/dev/null".into());
+            Some(todo_host::logging::init_to(Box::new(
+                std::fs::File::create(path)?,
+            )))
+        }
+        false => None,
+    };
+    let metrics = Arc::new(match observe {
+        true => todo_host::metrics::Metrics::new(),
+        false => todo_host::metrics::Metrics::off(),
+    });
+    let store: Arc<dyn KvBackend> = match observe {
+        true => Arc::new(todo_host::metrics::MeteredBackend::new(
+            store,
+            metrics.clone(),
+            "default",
+            "memory",
+        )),
+        false => store,
+    };
     let host = match what {
         "hello" => {
             let hello = std::env::var_os("HELLO_WASM")
@@ -64,6 +100,7 @@ async fn repeat(what: &str, count: u64) -> anyhow::Result<()> {
             None => Runtime::builder().backend(store).build()?,
         },
     };
+    let host = host.with_metrics(metrics).with_access_log(observe);
     let started = Instant::now();
     for _ in 0..count {
         {
@@ -178,6 +215,7 @@ async fn run(svg_path: &str) -> anyhow::Result<()> {
     }
 
     breakdown(&store, std::env::var_os("HELLO_WASM")).await?;
+    observability(&store).await?;
 
     println!("\n### Scaling with the number of todos (in process, through the runtime)\n");
     println!(
@@ -332,6 +370,89 @@ async fn breakdown(
         cell(hello.map(|(_, whole)| whole))
     );
     Ok(())
+}
+
+/// What the observability layer adds to `GET /todos/1` in process: nothing recorded, then the
+/// metrics (request series and a meter on every KV call), then the metrics and the access log
+/// (the host's own log subscriber, lines to a file). The three runtimes share one store and take
+/// turns, round by round, so drift on a busy machine falls on all three alike.
+async fn observability(store: &Arc<dyn KvBackend>) -> anyhow::Result<()> {
+    use todo_host::metrics::{MeteredBackend, Metrics};
+    const COUNT: usize = 2000;
+    let log_path =
+        std::env::temp_dir().join(format!("todo-bench-access-{}.log", std::process::id()));
+    let logs = todo_host::logging::init_to(Box::new(std::fs::File::create(&log_path)?));
+    let metered = |metrics: &Arc<Metrics>| -> Arc<dyn KvBackend> {
+        Arc::new(MeteredBackend::new(
+            store.clone(),
+            metrics.clone(),
+            "default",
+            "memory",
+        ))
+    };
+    let off = Arc::new(Metrics::off());
+    let quiet = Runtime::builder()
+        .backend(store.clone())
+        .build()?
+        .with_metrics(off);
+    let counted = Arc::new(Metrics::new());
+    let metrics = Runtime::builder()
+        .backend(metered(&counted))
+        .build()?
+        .with_metrics(counted);
+    let logged = Arc::new(Metrics::new());
+    let everything = Runtime::builder()
+        .backend(metered(&logged))
+        .build()?
+        .with_metrics(logged)
+        .with_access_log(true);
+    let hosts = [&quiet, &metrics, &everything];
+    let mut means: [Vec<f64>; 3] = Default::default();
+    for _ in 0..ROUNDS * 2 {
+        for (host, means) in hosts.iter().zip(means.iter_mut()) {
+            means.push(per_op_once(COUNT, || call(host, "GET", "/todos/1", None)).await?);
+        }
+    }
+    let [off, metrics, everything] = means.map(|mut means| {
+        means.sort_by(f64::total_cmp);
+        means[means.len() / 2]
+    });
+    drop(logs);
+    let logged_lines = std::fs::read_to_string(&log_path)
+        .map(|text| text.lines().count())
+        .unwrap_or(0);
+    let _ = std::fs::remove_file(&log_path);
+    println!("\n### Observability, in process (GET /todos/1, memory store)\n");
+    println!(
+        "Three runtimes on one store, taking turns for {} rounds of {COUNT} requests; the median \
+         round. The access log goes through the host's own subscriber to a file ({logged_lines} \
+         lines written).\n",
+        ROUNDS * 2
+    );
+    println!("| recorded | µs per request | added µs |\n|---|---|---|");
+    println!("| nothing (`--no-metrics --no-access-log`) | {off:.1} | |");
+    println!(
+        "| metrics (request series, a meter on every KV call) | {metrics:.1} | {:+.1} |",
+        metrics - off
+    );
+    println!(
+        "| metrics and the access log (the default) | {everything:.1} | {:+.1} |",
+        everything - off
+    );
+    Ok(())
+}
+
+/// Mean µs per call of `op` over `count` calls, one round.
+async fn per_op_once<F, Fut>(count: usize, mut op: F) -> anyhow::Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let started = Instant::now();
+    for _ in 0..count {
+        op().await?;
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e6 / count as f64)
 }
 
 /// The phases of `host`'s instance at `/` (store, instantiation, drop), µs: each the median of
