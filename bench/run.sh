@@ -40,8 +40,8 @@ ONLY=${ONLY:-$ALL_SECTIONS}
 BEFORE=${BEFORE:-}
 # Observability on/off is a small difference between two noisy figures: rounds of fresh server
 # pairs (see the section), and control rounds as many, keep one unlucky pair from deciding it.
-OBSERVABILITY_ROUNDS=${OBSERVABILITY_ROUNDS:-5}
-OBSERVABILITY_TURNS=${OBSERVABILITY_TURNS:-10}
+OBSERVABILITY_ROUNDS=${OBSERVABILITY_ROUNDS:-10}
+OBSERVABILITY_TURNS=${OBSERVABILITY_TURNS:-6}
 # How long a platform may take from its start to serving: `wash dev` runs the build command of
 # `.wash/config.yaml` first, the Node host transpiles the component once per component hash.
 PLATFORM_START_SECONDS=300

@@ -302,17 +302,17 @@ impl Runtime {
         let status = response.status().as_u16();
         self.metrics.request_done(uri.path(), status, took);
         if self.access_log {
-            tracing::info!(
-                target: crate::logging::ACCESS_TARGET,
-                %method,
-                path = uri.path(),
+            crate::logging::AccessLine {
+                method: &method,
+                path: uri.path(),
                 status,
-                total_us = took.as_micros() as u64,
-                instantiate_us = timings.instantiate_ns.load(Ordering::Relaxed) / 1000,
-                guest_us = timings.guest_us(),
-                kv_calls = timings.kv_calls.load(Ordering::Relaxed),
-                component = component.map_or("", |c| c.hash.as_str()),
-            );
+                total_us: took.as_micros() as u64,
+                instantiate_us: timings.instantiate_ns.load(Ordering::Relaxed) / 1000,
+                guest_us: timings.guest_us(),
+                kv_calls: timings.kv_calls.load(Ordering::Relaxed),
+                component: component.map_or("", |c| c.hash.as_str()),
+            }
+            .log();
         }
         response
     }
