@@ -183,6 +183,7 @@ suite() {
   load "$name" "GET /todos (10 todos)" /todos
   load "$name" "GET /todos (10 todos), c=200" /todos "" 200
   load "$name" "GET /todos/1" /todos/1
+  load "$name" "GET /todos/1, c=200" /todos/1 "" 200
   load "$name" "PATCH /todos/{id}" / patch.lua
   seed 990
   load "$name" "GET /todos (1,000 todos)" /todos
