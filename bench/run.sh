@@ -38,10 +38,10 @@ SCALING_SVG="$(dirname "$RESULTS")/scaling.svg"
 ALL_SECTIONS="core native workers hello gc million nats platforms observability before micro"
 ONLY=${ONLY:-$ALL_SECTIONS}
 BEFORE=${BEFORE:-}
-# Observability on/off is a small difference between two noisy figures: rounds of fresh server
-# pairs (see the section), and control rounds as many, keep one unlucky pair from deciding it.
-OBSERVABILITY_ROUNDS=${OBSERVABILITY_ROUNDS:-10}
-OBSERVABILITY_TURNS=${OBSERVABILITY_TURNS:-6}
+# Side-by-side comparisons (observability on/off, this tree against BEFORE) are small differences
+# between noisy figures: rounds of fresh server pairs taking one-second turns (see side_by_side).
+TURN_ROUNDS=${TURN_ROUNDS:-10}
+TURNS=${TURNS:-6}
 # How long a platform may take from its start to serving: `wash dev` runs the build command of
 # `.wash/config.yaml` first, the Node host transpiles the component once per component hash.
 PLATFORM_START_SECONDS=300
@@ -406,14 +406,62 @@ if wants platforms; then
   fi
 fi
 
-# ---- observability: access log and metrics on vs off ----
+# ---- side by side: two servers taking one-second turns (observability, before) ----
 # Throughput on this machine drifts by 10-15% within tens of seconds (six identical servers
-# measured in turn: their order changed from one pass to the next), more than the difference
-# sought. So two servers, on and off, run side by side and take turns in one-second runs (on,
-# off, then off, on, ...): each turn is a pair measured within two seconds of each other. Fresh
-# pairs for each round; control rounds do the same with two servers that both observe, to show
-# what the method itself cannot tell apart. Beside throughput, each server's own CPU time per
-# request (utime + stime from /proc).
+# measured in turn: their order changed from one pass to the next), and two processes of one
+# binary differ by several % on their own. So two servers run side by side and take turns in
+# one-second runs (A, B, then B, A, ...): each turn is a pair measured within two seconds. Each
+# round is a fresh pair, started in turns too (the one started first ran ~3% slower in control
+# rounds). Beside throughput, each server's own CPU time per request (utime + stime from /proc).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# turn_run TSV ROUND TURN NAME PID PORT PATH: one 1-second run; a line in $work/TSV.
+turn_run() {
+  local before after
+  before=$(cpu_ticks "$5")
+  wrk -t2 -c"$CONNECTIONS" -d1s "http://127.0.0.1:$6$7" >"$work/wrk.out"
+  after=$(cpu_ticks "$5")
+  python3 - "$work/wrk.out" "$2" "$3" "$4" "$before" "$after" "$(getconf CLK_TCK)" >>"$work/$1" <<'PY'
+import re, sys
+out, rnd, turn, variant, before, after, hz = sys.argv[1:]
+text = open(out).read()
+requests = int(re.search(r"(\d+) requests in", text).group(1))
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+cpu_us = (int(after) - int(before)) * 1e6 / int(hz) / requests
+print(f"{rnd}\t{turn}\t{variant}\t{rps:.0f}\t{cpu_us:.1f}")
+PY
+}
+# side_by_side TSV PATH SEEDS A_NAME B_NAME: TURN_ROUNDS rounds of a fresh pair of servers (the
+# commands in the arrays a_cmd and b_cmd), each seeded with SEEDS todos, taking TURNS turns on
+# PATH.
+side_by_side() {
+  local tsv=$1 path=$2 seeds=$3 a_name=$4 b_name=$5
+  local round turn a_pid a_port b_pid b_port
+  for round in $(seq "$TURN_ROUNDS"); do
+    if [ $((round % 2)) = 1 ]; then
+      start side-a "${a_cmd[@]}"; [ "$seeds" = 0 ] || seed "$seeds"; a_pid=$pid; a_port=$port
+      start side-b "${b_cmd[@]}"; [ "$seeds" = 0 ] || seed "$seeds"; b_pid=$pid; b_port=$port
+    else
+      start side-b "${b_cmd[@]}"; [ "$seeds" = 0 ] || seed "$seeds"; b_pid=$pid; b_port=$port
+      start side-a "${a_cmd[@]}"; [ "$seeds" = 0 ] || seed "$seeds"; a_pid=$pid; a_port=$port
+    fi
+    wrk -t2 -c"$CONNECTIONS" -d1s "http://127.0.0.1:$a_port$path" >/dev/null  # warm-up
+    wrk -t2 -c"$CONNECTIONS" -d1s "http://127.0.0.1:$b_port$path" >/dev/null
+    for turn in $(seq "$TURNS"); do
+      if [ $((turn % 2)) = 1 ]; then
+        turn_run "$tsv" "$round" "$turn" "$a_name" "$a_pid" "$a_port" "$path"
+        turn_run "$tsv" "$round" "$turn" "$b_name" "$b_pid" "$b_port" "$path"
+      else
+        turn_run "$tsv" "$round" "$turn" "$b_name" "$b_pid" "$b_port" "$path"
+        turn_run "$tsv" "$round" "$turn" "$a_name" "$a_pid" "$a_port" "$path"
+      fi
+    done
+    echo "  $a_name vs $b_name ($path), round $round done" >&2
+    pid=$a_pid; stop; pid=$b_pid; stop
+  done
+}
+
+# ---- observability: access log and metrics on vs off, side by side; control rounds run two
+# servers that both observe, to show what the method itself cannot tell apart ----
 if wants observability; then
   echo "== observability on vs off" >&2
   section=observability
@@ -423,53 +471,11 @@ if wants observability; then
     off_flags=(--no-access-log)
     note "observability: this todo-host has no --no-metrics, so \"off\" is --no-access-log only"
   fi
-  cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-  # obs_burst ROUND TURN VARIANT PID PORT: one 1-second GET /todos/1 run; a line in $work/obs.tsv.
-  obs_burst() {
-    local before after
-    before=$(cpu_ticks "$4")
-    wrk -t2 -c"$CONNECTIONS" -d1s "http://127.0.0.1:$5/todos/1" >"$work/wrk.out"
-    after=$(cpu_ticks "$4")
-    python3 - "$work/wrk.out" "$1" "$2" "$3" "$before" "$after" "$(getconf CLK_TCK)" >>"$work/obs.tsv" <<'PY'
-import re, sys
-out, rnd, turn, variant, before, after, hz = sys.argv[1:]
-text = open(out).read()
-requests = int(re.search(r"(\d+) requests in", text).group(1))
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-cpu_us = (int(after) - int(before)) * 1e6 / int(hz) / requests
-print(f"{rnd}\t{turn}\t{variant}\t{rps:.0f}\t{cpu_us:.1f}")
-PY
-  }
-  # obs_rounds A_NAME B_NAME B_FLAGS...: rounds of a fresh pair, A observed, B with B_FLAGS.
-  obs_rounds() {
-    local a_name=$1 b_name=$2; shift 2
-    local round turn a_pid a_port b_pid b_port
-    for round in $(seq "$OBSERVABILITY_ROUNDS"); do
-      # Started in turns too: the server started first ran ~3% slower in control rounds.
-      if [ $((round % 2)) = 1 ]; then
-        start obs-a "$HOST" --store memory:// "${on_flags[@]}"; seed 10; a_pid=$pid; a_port=$port
-        start obs-b "$HOST" --store memory:// "$@"; seed 10; b_pid=$pid; b_port=$port
-      else
-        start obs-b "$HOST" --store memory:// "$@"; seed 10; b_pid=$pid; b_port=$port
-        start obs-a "$HOST" --store memory:// "${on_flags[@]}"; seed 10; a_pid=$pid; a_port=$port
-      fi
-      wrk -t2 -c"$CONNECTIONS" -d1s "http://127.0.0.1:$a_port/todos/1" >/dev/null  # warm-up
-      wrk -t2 -c"$CONNECTIONS" -d1s "http://127.0.0.1:$b_port/todos/1" >/dev/null
-      for turn in $(seq "$OBSERVABILITY_TURNS"); do
-        if [ $((turn % 2)) = 1 ]; then
-          obs_burst "$round" "$turn" "$a_name" "$a_pid" "$a_port"
-          obs_burst "$round" "$turn" "$b_name" "$b_pid" "$b_port"
-        else
-          obs_burst "$round" "$turn" "$b_name" "$b_pid" "$b_port"
-          obs_burst "$round" "$turn" "$a_name" "$a_pid" "$a_port"
-        fi
-      done
-      echo "  $a_name vs $b_name, round $round done" >&2
-      pid=$a_pid; stop; pid=$b_pid; stop
-    done
-  }
-  obs_rounds "on" "off" "${off_flags[@]}"
-  obs_rounds "on (control A)" "on (control B)" "${on_flags[@]}"
+  a_cmd=("$HOST" --store memory:// "${on_flags[@]}")
+  b_cmd=("$HOST" --store memory:// "${off_flags[@]}")
+  side_by_side obs.tsv /todos/1 10 "on" "off"
+  b_cmd=("${a_cmd[@]}")
+  side_by_side obs.tsv /todos/1 10 "on (control A)" "on (control B)"
   printf 'on: `todo-host --store memory:// --admin-listen 127.0.0.1:0` (access log to a file, metrics recorded); off: `todo-host --store memory:// %s`\n' \
     "${off_flags[*]}" >"$work/observability.txt"
   target/release/microbench --observability >"$work/observability-micro.md"
@@ -494,20 +500,13 @@ if wants before; then
     section=before
     now_label="todo-host (this tree)"
     old_label="todo-host before ($rev)"
-    for which in now old; do
-      bin=$([ "$which" = now ] && echo "$HOST" || echo "$OLD_HOST")
-      label=$([ "$which" = now ] && echo "$now_label" || echo "$old_label")
-      start "before-$which" "$bin" --store memory:// --component "$HELLO"
-      load "$label, memory" "hello component GET /" /
-      stop
-    done
-    for which in now old; do
-      bin=$([ "$which" = now ] && echo "$HOST" || echo "$OLD_HOST")
-      label=$([ "$which" = now ] && echo "$now_label" || echo "$old_label")
-      start "before-$which" "$bin" --store memory://; seed 10
-      load "$label, memory" "GET /todos/1" /todos/1
-      stop
-    done
+    # Hello and GET /todos/1 side by side (the per-request targets); POST as before, one run each.
+    a_cmd=("$HOST" --store memory:// --component "$HELLO")
+    b_cmd=("$OLD_HOST" --store memory:// --component "$HELLO")
+    side_by_side before-hello.tsv / 0 "this tree" "$rev"
+    a_cmd=("$HOST" --store memory://)
+    b_cmd=("$OLD_HOST" --store memory://)
+    side_by_side before-get.tsv /todos/1 10 "this tree" "$rev"
     for which in now old; do
       bin=$([ "$which" = now ] && echo "$HOST" || echo "$OLD_HOST")
       label=$([ "$which" = now ] && echo "$now_label" || echo "$old_label")
@@ -587,44 +586,55 @@ if platforms:
               "The default build of the todo component (`target/wasm/wasm32-wasip2/component/todo_guest.wasm`, "
               "the one `todo-host` embeds), each host with its own in-memory store and its default settings; "
               "a fresh server for `POST`.", ""] + platforms
-if os.path.exists(f"{work}/obs.tsv") and os.path.getsize(f"{work}/obs.tsv"):
-    runs = [l.rstrip("\n").split("\t") for l in open(f"{work}/obs.tsv")]
-    def geomean(xs):
-        return math.exp(sum(math.log(x) for x in xs) / len(xs))
-    def turns(a, b):
-        """(round, a req/s / b req/s, a CPU µs, b CPU µs) for every turn that ran both."""
-        got = {}
-        for rnd, turn, variant, rps, cpu_us in runs:
-            got.setdefault((rnd, turn), {})[variant] = (float(rps), float(cpu_us))
-        return [(rnd, v[a][0] / v[b][0], v[a][1], v[b][1])
-                for (rnd, _), v in sorted(got.items(), key=lambda kv: (int(kv[0][0]), int(kv[0][1])))
-                if a in v and b in v]
+def geomean(xs):
+    return math.exp(sum(math.log(x) for x in xs) / len(xs))
+
+def turn_table(tsv, pairs):
+    """Rows for side-by-side turns in $work/TSV: per (title, A, B), the geometric mean of A/B
+    over every turn, each round's, and the servers' CPU µs per request."""
+    path = f"{work}/{tsv}"
+    if not os.path.exists(path) or not os.path.getsize(path):
+        return []
+    got = {}
+    for rnd, turn, variant, rps, cpu_us in (l.rstrip("\n").split("\t") for l in open(path)):
+        got.setdefault((int(rnd), int(turn)), {})[variant] = (float(rps), float(cpu_us))
+    lines = ["| servers | turns | req/s, first / second (geometric mean of turns) | rounds' means | server CPU µs per request, first / second (medians) |",
+             "|---|---|---|---|---|"]
+    for title, a, b in pairs:
+        turns = [(rnd, v[a][0] / v[b][0], v[a][1], v[b][1]) for (rnd, _), v in sorted(got.items()) if a in v and b in v]
+        if not turns:
+            continue
+        rounds = sorted({r for r, _, _, _ in turns})
+        means = [geomean([x for r, x, _, _ in turns if r == rnd]) for rnd in rounds]
+        cpu_a = statistics.median(c for _, _, c, _ in turns)
+        cpu_b = statistics.median(c for _, _, _, c in turns)
+        lines.append(f"| {title} | {len(turns)} | **{geomean([x for _, x, _, _ in turns]):.3f}** | "
+                     + ", ".join(f"{m:.3f}" for m in means)
+                     + f" | {cpu_a:.1f} / {cpu_b:.1f} = {cpu_a / cpu_b:.3f} |")
+    return lines + [""]
+
+SIDE_BY_SIDE = ("Two servers side by side take turns in one-second `wrk -t2 -c64` runs (A, B, then B, A, ...): "
+                "throughput here drifts by 10-15% within tens of seconds, so only runs seconds apart are compared. "
+                "Each round is a fresh pair, started in turns too. CPU µs per request: the server's own utime + "
+                "stime over a run, over the requests wrk counted.")
+obs = turn_table("obs.tsv", [("on / off", "on", "off"), ("control: on / on", "on (control A)", "on (control B)")])
+if obs:
     lines += ["## Observability on vs off", "", open(f"{work}/observability.txt").read().strip() + ".", "",
-              f"`GET /todos/1`, 10 todos. Two servers side by side take turns in one-second `wrk -t2 -c64` "
-              "runs (on, off, then off, on, ...): throughput here drifts by 10-15% within tens of seconds, "
-              "so only runs seconds apart are compared. Each round is a fresh pair, started in turns too; the control rounds run "
-              "two servers that both observe, the spread the method itself cannot tell apart. CPU µs per "
-              "request: the server's own utime + stime over a run, over the requests wrk counted.", "",
-              "| servers | turns | req/s, first / second (geometric mean of turns) | rounds' means | server CPU µs per request, first / second (medians) |",
-              "|---|---|---|---|---|"]
-    for title, a, b in [("on / off", "on", "off"), ("control: on / on", "on (control A)", "on (control B)")]:
-        got = turns(a, b)
-        if got:
-            rounds = sorted({r for r, _, _, _ in got}, key=int)
-            means = [geomean([x for r, x, _, _ in got if r == rnd]) for rnd in rounds]
-            cpu_a = statistics.median(c for _, _, c, _ in got)
-            cpu_b = statistics.median(c for _, _, _, c in got)
-            lines.append(f"| {title} | {len(got)} | **{geomean([x for _, x, _, _ in got]):.3f}** | "
-                         + ", ".join(f"{m:.3f}" for m in means)
-                         + f" | {cpu_a:.1f} / {cpu_b:.1f} = {cpu_a / cpu_b:.3f} |")
-    lines += [""]
+              "`GET /todos/1`, 10 todos. " + SIDE_BY_SIDE + " The control rounds run two servers that both "
+              "observe: the spread the method itself cannot tell apart.", ""] + obs
     if os.path.exists(f"{work}/observability-micro.md"):
         lines += [open(f"{work}/observability-micro.md").read().strip(), ""]
 before = table("before", [])
-if before:
+before_turns = []
+for tsv, workload in [("before-hello.tsv", "the hello component, `GET /`"), ("before-get.tsv", "`GET /todos/1`, 10 todos")]:
+    if os.path.exists(f"{work}/{tsv}"):
+        names = sorted({l.split("\t")[2] for l in open(f"{work}/{tsv}")} - {"this tree"})
+        before_turns += [f"{workload}:", ""] + turn_table(tsv, [(f"this tree / {n}", "this tree", n) for n in names])
+if before or before_turns:
     lines += ["## This tree against an earlier revision", "",
-              "`todo-host` built from `BEFORE` in a git worktree (its own target dir), alternating with this "
-              "tree's on fresh servers; the hello component is this tree's build for both.", ""] + before
+              "`todo-host` built from `BEFORE` in a git worktree (its own target dir); the hello component is "
+              "this tree's build for both, the todo component each revision's own. " + SIDE_BY_SIDE
+              + " `POST /todos`: one run each on fresh servers.", ""] + before_turns + before
 if rss:
     lines += ["## Peak memory (VmHWM of the server process)", "", "| server | peak RSS MiB |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rss] + [""]
