@@ -464,7 +464,6 @@ side_by_side() {
 # servers that both observe, to show what the method itself cannot tell apart ----
 if wants observability; then
   echo "== observability on vs off" >&2
-  section=observability
   on_flags=(--admin-listen 127.0.0.1:0)
   off_flags=(--no-access-log --no-metrics)
   if ! "$HOST" --help | grep -q -- "--no-metrics"; then

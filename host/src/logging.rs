@@ -223,7 +223,7 @@ struct Shared {
     waiting: Mutex<Vec<u8>>,
     /// The output. Taken before `waiting` by whoever writes, so that what is taken from
     /// `waiting` is written in the order it was taken.
-    out: Mutex<Box<dyn Write + Send>>,
+    out: Mutex<Output>,
     /// Wakes the flusher early: [`FLUSH_AT`] bytes wait, or the guard is dropped.
     wake: Condvar,
     /// Set when the guard is dropped: from then on every line is written at once.
@@ -236,7 +236,10 @@ impl BatchedLines {
         Self {
             shared: Arc::new(Shared {
                 waiting: Mutex::new(Vec::with_capacity(FLUSH_AT)),
-                out: Mutex::new(out),
+                out: Mutex::new(Output {
+                    out,
+                    batch: Vec::with_capacity(FLUSH_AT),
+                }),
                 wake: Condvar::new(),
                 closed: AtomicBool::new(false),
             }),
@@ -295,21 +298,26 @@ impl BatchedLines {
     }
 }
 
+/// The output and the buffer the waiting lines are swapped into while they are written.
+struct Output {
+    out: Box<dyn Write + Send>,
+    batch: Vec<u8>,
+}
+
 impl Shared {
     /// Writes the waiting lines, then `line`, in that order.
     fn write_out(&self, line: &[u8]) -> io::Result<()> {
-        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        // Swapped with an empty buffer of the same capacity, so appenders wait only for this,
-        // not for the write, and the buffer is not reallocated at every flush.
-        let batch = std::mem::replace(&mut *waiting, Vec::with_capacity(FLUSH_AT));
-        drop(waiting);
-        if !batch.is_empty() {
-            out.write_all(&batch)?;
-        }
-        if !line.is_empty() {
-            out.write_all(line)?;
-        }
+        let mut output = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        let Output { out, batch } = &mut *output;
+        // Swapped with the emptied buffer of the last write: appenders wait only for the swap,
+        // not for the write, and neither buffer is reallocated.
+        std::mem::swap(
+            &mut *self.waiting.lock().unwrap_or_else(PoisonError::into_inner),
+            batch,
+        );
+        let written = out.write_all(batch).and_then(|()| out.write_all(line));
+        batch.clear();
+        written?;
         out.flush()
     }
 }

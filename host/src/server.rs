@@ -316,9 +316,13 @@ pub fn shutdown_signal() -> impl Future<Output = ()> {
                 tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the server");
                 interrupt.recv().await;
             }
-            (Err(err), _) => {
+            (Err(err), Ok(mut terminate)) => {
                 tracing::warn!(error = %err, "cannot listen for SIGINT; only SIGTERM stops the server");
-                let _ = tokio::signal::ctrl_c().await;
+                terminate.recv().await;
+            }
+            (Err(interrupt), Err(terminate)) => {
+                tracing::warn!(%interrupt, %terminate, "cannot listen for SIGINT or SIGTERM; only SIGKILL stops the server");
+                std::future::pending::<()>().await;
             }
         }
     }

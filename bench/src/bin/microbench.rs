@@ -74,13 +74,8 @@ async fn repeat(what: &str, count: u64) -> anyhow::Result<()> {
         true => todo_host::metrics::Metrics::new(),
         false => todo_host::metrics::Metrics::off(),
     });
-    let store: Arc<dyn KvBackend> = match observe {
-        true => Arc::new(todo_host::metrics::MeteredBackend::new(
-            store,
-            metrics.clone(),
-            "default",
-            "memory",
-        )),
+    let store = match observe {
+        true => metered(&store, &metrics),
         false => store,
     };
     let host = match what {
@@ -377,19 +372,11 @@ async fn breakdown(
 /// (the host's own log subscriber, lines to a file). The three runtimes share one store and take
 /// turns, round by round, so drift on a busy machine falls on all three alike.
 async fn observability(store: &Arc<dyn KvBackend>) -> anyhow::Result<()> {
-    use todo_host::metrics::{MeteredBackend, Metrics};
+    use todo_host::metrics::Metrics;
     const COUNT: usize = 2000;
     let log_path =
         std::env::temp_dir().join(format!("todo-bench-access-{}.log", std::process::id()));
     let logs = todo_host::logging::init_to(Box::new(std::fs::File::create(&log_path)?));
-    let metered = |metrics: &Arc<Metrics>| -> Arc<dyn KvBackend> {
-        Arc::new(MeteredBackend::new(
-            store.clone(),
-            metrics.clone(),
-            "default",
-            "memory",
-        ))
-    };
     let off = Arc::new(Metrics::off());
     let quiet = Runtime::builder()
         .backend(store.clone())
@@ -397,12 +384,12 @@ async fn observability(store: &Arc<dyn KvBackend>) -> anyhow::Result<()> {
         .with_metrics(off);
     let counted = Arc::new(Metrics::new());
     let metrics = Runtime::builder()
-        .backend(metered(&counted))
+        .backend(metered(store, &counted))
         .build()?
         .with_metrics(counted);
     let logged = Arc::new(Metrics::new());
     let everything = Runtime::builder()
-        .backend(metered(&logged))
+        .backend(metered(store, &logged))
         .build()?
         .with_metrics(logged)
         .with_access_log(true);
@@ -447,7 +434,7 @@ async fn observability(store: &Arc<dyn KvBackend>) -> anyhow::Result<()> {
         counted.request_done("/todos/1", 200, took);
     }
     let request_ns = started.elapsed().as_nanos() as f64 / f64::from(PIECES);
-    let meter = metered(&Arc::new(Metrics::new()));
+    let meter = metered(store, &Arc::new(Metrics::new()));
     let get_ns = |backend: Arc<dyn KvBackend>| async move {
         let started = Instant::now();
         for _ in 0..PIECES {
@@ -493,6 +480,20 @@ async fn observability(store: &Arc<dyn KvBackend>) -> anyhow::Result<()> {
         (line_ns + request_ns + metered_get_ns - plain_get_ns) / 1000.0
     );
     Ok(())
+}
+
+/// `store` behind the host's metering decorator, counting into `metrics`, as `todo-host` wraps
+/// every store.
+fn metered(
+    store: &Arc<dyn KvBackend>,
+    metrics: &Arc<todo_host::metrics::Metrics>,
+) -> Arc<dyn KvBackend> {
+    Arc::new(todo_host::metrics::MeteredBackend::new(
+        store.clone(),
+        metrics.clone(),
+        "default",
+        "memory",
+    ))
 }
 
 /// Mean µs per call of `op` over `count` calls, one round.
@@ -601,11 +602,7 @@ where
 {
     let mut means = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
-        let started = Instant::now();
-        for _ in 0..count {
-            op().await?;
-        }
-        means.push(started.elapsed().as_secs_f64() * 1e6 / count as f64);
+        means.push(per_op_once(count, &mut op).await?);
     }
     means.sort_by(f64::total_cmp);
     Ok(means)
