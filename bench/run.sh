@@ -86,7 +86,7 @@ SEED=target/release/seed
 HELLO=target/wasm-fixtures/wasm32-wasip2/release/counter_fixture.wasm
 # The default (wasi:keyvalue draft) build of the todo component, the one todo-host embeds and
 # tests/support/platforms.rs serves on the other platforms.
-TODO_WASM=target/wasm/wasm32-wasip2/component/todo_guest.wasm
+TODO_WASM=target/wasm/todo_guest.wasm
 
 pid=""
 port=""
@@ -582,7 +582,7 @@ if stores:
 platforms = table("platforms", [("vs plain native", vs_plain)])
 if platforms:
     lines += ["## Platforms: the todo component under other hosts", "",
-              "The default build of the todo component (`target/wasm/wasm32-wasip2/component/todo_guest.wasm`, "
+              "The default build of the todo component (`target/wasm/todo_guest.wasm`, "
               "the one `todo-host` embeds), each host with its own in-memory store and its default settings; "
               "a fresh server for `POST`.", ""] + platforms
 def geomean(xs):

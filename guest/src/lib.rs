@@ -43,5 +43,14 @@ pub mod todos;
 #[cfg(target_arch = "wasm32")]
 mod component;
 
+// The allocator is the arena only where no C library brings its own (`wasm32-unknown-unknown`,
+// the build the host embeds): on `wasm32-wasip2`, wasi-libc's malloc claims the same free memory.
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+#[allow(unsafe_code)]
+mod arena;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+#[global_allocator]
+static ALLOCATOR: arena::Arena = arena::Arena::new();
+
 pub use http::{Request, Response};
 pub use router::{handle, handle_with_files};

@@ -32,7 +32,7 @@
 //! compare-and-swap to guard against it, so that stays a limit of the host (see the README).
 
 use std::cell::Cell;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::kv::KvError;
 
@@ -76,15 +76,25 @@ pub fn new_request() {
 
 /// Runs `attempt` until it succeeds, fails with an error that is not a lost race, or loses a
 /// race once this request's increments have taken [`REQUEST_BUDGET`]; `pause` waits between
-/// attempts, for the pause drawn with `jitter` (a random fraction in `0.0..1.0`).
+/// attempts, for the pause drawn with `jitter` (a random fraction in `0.0..1.0`). `now` is a
+/// monotonic clock (time since any fixed origin): the component reads the host's, since
+/// `std::time::Instant` has no clock to read on `wasm32-unknown-unknown`.
 pub fn with_race_retries<T>(
     attempt: impl FnMut() -> Result<T, KvError>,
+    now: impl Fn() -> Duration,
     pause: impl FnMut(Duration),
     jitter: impl FnMut() -> f64,
 ) -> Result<T, KvError> {
-    let started = Instant::now();
-    SPENT_ON_INCREMENTS
-        .with(|spent| retry_on_budget(spent, attempt, || started.elapsed(), pause, jitter))
+    let started = now();
+    SPENT_ON_INCREMENTS.with(|spent| {
+        retry_on_budget(
+            spent,
+            attempt,
+            || now().saturating_sub(started),
+            pause,
+            jitter,
+        )
+    })
 }
 
 /// [`with_race_retries`] with the request's account `spent` and a clock: `elapsed` is the time

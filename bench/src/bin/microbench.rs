@@ -34,6 +34,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match args.as_slice() {
         [flag, what, count] if flag == "--loop" => runtime.block_on(repeat(what, count.parse()?)),
+        [flag, what, before, after] if flag == "--compare" => {
+            runtime.block_on(compare(what, before, after))
+        }
         [flag] if flag == "--observability" => runtime.block_on(async {
             let store: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
             fill(store.as_ref(), 10).await?;
@@ -42,7 +45,7 @@ fn main() -> anyhow::Result<()> {
         [] => runtime.block_on(run("bench/scaling.svg")),
         [svg_path] => runtime.block_on(run(svg_path)),
         _ => anyhow::bail!(
-            "usage: microbench [SVG_PATH] | microbench --loop WHAT COUNT | microbench --observability"
+            "usage: microbench [SVG_PATH] | microbench --loop WHAT COUNT | microbench --observability | microbench --compare WHAT BEFORE.wasm AFTER.wasm"
         ),
     }
 }
@@ -112,6 +115,53 @@ async fn repeat(what: &str, count: u64) -> anyhow::Result<()> {
     println!(
         "{what}: {count} requests, {:.2} µs each",
         started.elapsed().as_secs_f64() * 1e6 / count as f64
+    );
+    Ok(())
+}
+
+/// `--compare WHAT BEFORE AFTER`: two builds of the todo component side by side in one process,
+/// each over its own in-memory store of 10 todos, taking turns round by round (so drift on a busy
+/// machine falls on both alike). Prints each round's µs per request and the medians. WHAT as for
+/// `--loop`, without `hello`.
+async fn compare(what: &str, before: &str, after: &str) -> anyhow::Result<()> {
+    const TURNS: usize = 20;
+    const COUNT: usize = 2000;
+    let mut hosts = Vec::new();
+    for path in [before, after] {
+        let store: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
+        fill(store.as_ref(), 10).await?;
+        let host = Runtime::builder()
+            .component(std::fs::read(path).map_err(|err| anyhow::anyhow!("{path}: {err}"))?)
+            .backend(store)
+            .build()?;
+        hosts.push(host.with_metrics(Arc::new(todo_host::metrics::Metrics::off())));
+    }
+    let mut means: [Vec<f64>; 2] = Default::default();
+    for turn in 0..TURNS {
+        // Alternate which goes first, so neither always follows the other.
+        let order = if turn % 2 == 0 { [0, 1] } else { [1, 0] };
+        for index in order {
+            let host = &hosts[index];
+            let mean = per_op_once(COUNT, || async move {
+                match what {
+                    "instantiate" => host.instantiate_only().await,
+                    "get" => call(host, "GET", "/todos/1", None).await,
+                    "post" => call(host, "POST", "/todos", Some(r#"{"title":"bench"}"#)).await,
+                    "list" => call(host, "GET", "/todos", None).await,
+                    other => anyhow::bail!("--compare {other}: use instantiate, get, post or list"),
+                }
+            })
+            .await?;
+            means[index].push(mean);
+        }
+    }
+    let [before_median, after_median] = means.map(|mut means| {
+        means.sort_by(f64::total_cmp);
+        (means[TURNS / 2 - 1] + means[TURNS / 2]) / 2.0
+    });
+    println!(
+        "{what}: before {before_median:.1} µs, after {after_median:.1} µs (after/before {:.3}), medians of {TURNS} turns of {COUNT}",
+        after_median / before_median
     );
     Ok(())
 }
