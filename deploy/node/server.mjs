@@ -31,7 +31,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** The default (draft) build of the todo component, where `cargo build -p todo-host` leaves it. */
 const DEFAULT_COMPONENT = path.join(
   HERE,
-  '../../target/wasm/wasm32-wasip2/component/todo_guest.wasm',
+  '../../target/wasm/todo_guest.wasm',
 );
 
 /**

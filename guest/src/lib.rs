@@ -3,8 +3,10 @@
 //! Everything a request needs is in this crate; everything a request must remember is in the
 //! host's key-value store. The crate builds twice:
 //!
-//! * for `wasm32-wasip2` it is the component: `component.rs` adapts `wasi:http` and
-//!   `wasi:keyvalue` to the pure logic below (only that module touches WIT bindings);
+//! * for wasm it is the component: `component.rs` adapts `wasi:http` and `wasi:keyvalue` to the
+//!   pure logic below (only that module touches WIT bindings). The host embeds a
+//!   `wasm32-unknown-unknown` build made a component by `host/build.rs`, with the allocator of `arena.rs`;
+//!   `wasm32-wasip2` builds (Spin, `wash dev`) run the same code on wasi-libc's;
 //! * natively it is a plain library, so the routing, validation and JSON logic is unit-tested with
 //!   `cargo test -p todo-guest` against [`kv::MemoryKv`], and a native server can call it directly.
 //!
