@@ -16,8 +16,8 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use crate::limits::{EPOCH_TICK, Limits};
 
-/// Core instances, memories and tables one component may have: a Rust `wasm32-wasip2`
-/// component has a handful; room for fixtures and other toolchains.
+/// Core instances, memories and tables one component may have: a Rust component has a handful;
+/// room for fixtures and other toolchains.
 const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 50;
 const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
 const MAX_TABLES_PER_COMPONENT: u32 = 20;
@@ -253,6 +253,39 @@ pub fn spawn_epoch_ticker(engine: &Engine) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_component_imports_only_the_interfaces_of_its_world() -> anyhow::Result<()> {
+        // What `wit/world.wit` declares and the interfaces those use, nothing else: a build that
+        // linked a C library or std's I/O would also import `wasi:cli`, and every import costs
+        // every instance something (host/build.rs).
+        let engine = new(&Limits::default(), true)?;
+        let component = load(&engine, &ComponentSource::embedded(), None)?;
+        let component_type = component.component_type();
+        let mut imports: Vec<&str> = component_type
+            .imports(&engine)
+            .map(|(name, _)| name)
+            .collect();
+        imports.sort_unstable();
+        assert_eq!(
+            imports,
+            [
+                "wasi:clocks/monotonic-clock@0.2.12",
+                "wasi:clocks/wall-clock@0.2.12",
+                "wasi:filesystem/preopens@0.2.12",
+                "wasi:filesystem/types@0.2.12",
+                "wasi:http/types@0.2.12",
+                "wasi:io/error@0.2.12",
+                "wasi:io/poll@0.2.12",
+                "wasi:io/streams@0.2.12",
+                "wasi:keyvalue/atomics@0.2.0-draft",
+                "wasi:keyvalue/batch@0.2.0-draft",
+                "wasi:keyvalue/store@0.2.0-draft",
+                "wasi:random/random@0.2.12",
+            ]
+        );
+        Ok(())
+    }
 
     #[test]
     fn a_cached_artifact_is_reused_and_keyed_by_the_component() -> anyhow::Result<()> {
