@@ -121,8 +121,8 @@ async fn repeat(what: &str, count: u64) -> anyhow::Result<()> {
 
 /// `--compare WHAT BEFORE AFTER`: two builds of the todo component side by side in one process,
 /// each over its own in-memory store of 10 todos, taking turns round by round (so drift on a busy
-/// machine falls on both alike). Prints each round's µs per request and the medians. WHAT as for
-/// `--loop`, without `hello`.
+/// machine falls on both alike). Prints the medians of the turns' µs per request. WHAT as for
+/// `--loop` (`hello`: `GET /` of two hello components).
 async fn compare(what: &str, before: &str, after: &str) -> anyhow::Result<()> {
     const TURNS: usize = 20;
     const COUNT: usize = 2000;
@@ -145,10 +145,15 @@ async fn compare(what: &str, before: &str, after: &str) -> anyhow::Result<()> {
             let mean = per_op_once(COUNT, || async move {
                 match what {
                     "instantiate" => host.instantiate_only().await,
+                    "hello" => call(host, "GET", "/", None).await,
                     "get" => call(host, "GET", "/todos/1", None).await,
                     "post" => call(host, "POST", "/todos", Some(r#"{"title":"bench"}"#)).await,
                     "list" => call(host, "GET", "/todos", None).await,
-                    other => anyhow::bail!("--compare {other}: use instantiate, get, post or list"),
+                    other => {
+                        anyhow::bail!(
+                            "--compare {other}: use instantiate, hello, get, post or list"
+                        )
+                    }
                 }
             })
             .await?;
