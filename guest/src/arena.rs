@@ -48,7 +48,7 @@ impl Arena {
         }
     }
 
-    /// Makes `[next, next + bytes)` available, growing memory if needed; false if it cannot be.
+    /// Makes `[from, from + bytes)` available, growing memory if needed; false if it cannot be.
     fn reserve(&self, from: usize, bytes: usize) -> bool {
         let Some(wanted_end) = from.checked_add(bytes) else {
             return false;

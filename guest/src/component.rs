@@ -61,7 +61,7 @@ impl Guest for Component {
                 crate::handle_with_files(
                     &request,
                     &kv,
-                    &PublicDir,
+                    &PublicDir::default(),
                     Timestamp {
                         seconds: now.seconds,
                         nanoseconds: now.nanoseconds,
@@ -296,24 +296,33 @@ impl Kv for WasiKv {
 }
 
 /// The folder the host mounts read-only at `/public` (`--public DIR`); absent, every read misses.
-struct PublicDir;
+#[derive(Default)]
+struct PublicDir {
+    /// The preopened folder, looked up on first use: a request reads its path's status and then
+    /// the file, and each lookup hands over every preopen as a resource.
+    root: OnceCell<Option<fs::Descriptor>>,
+}
 
 /// Where the host mounts the public folder in the guest's file system.
 const PUBLIC_ROOT: &str = "/public";
 
 impl PublicDir {
     /// The preopened public folder, if the host mounted one.
-    fn root() -> Option<fs::Descriptor> {
-        preopens::get_directories()
-            .into_iter()
-            .find(|(_, path)| path.trim_end_matches('/') == PUBLIC_ROOT)
-            .map(|(dir, _)| dir)
+    fn root(&self) -> Option<&fs::Descriptor> {
+        self.root
+            .get_or_init(|| {
+                preopens::get_directories()
+                    .into_iter()
+                    .find(|(_, path)| path.trim_end_matches('/') == PUBLIC_ROOT)
+                    .map(|(dir, _)| dir)
+            })
+            .as_ref()
     }
 }
 
 impl PublicFiles for PublicDir {
     fn read(&self, relative: &str) -> Result<Option<Vec<u8>>, String> {
-        let Some(root) = Self::root() else {
+        let Some(root) = self.root() else {
             return Ok(None);
         };
         let stat = match root.stat_at(fs::PathFlags::SYMLINK_FOLLOW, relative) {
@@ -351,7 +360,7 @@ impl PublicFiles for PublicDir {
     }
 
     fn is_dir(&self, relative: &str) -> bool {
-        Self::root().is_some_and(|root| {
+        self.root().is_some_and(|root| {
             root.stat_at(fs::PathFlags::SYMLINK_FOLLOW, relative)
                 .is_ok_and(|stat| stat.type_ == fs::DescriptorType::Directory)
         })
