@@ -17,7 +17,13 @@ fn main() {
     let workspace = manifest_dir
         .parent()
         .expect("host/ is inside the workspace");
-    for watched in ["guest/src", "guest/Cargo.toml", "wit", "Cargo.lock"] {
+    for watched in [
+        "guest/src",
+        "guest/build.rs",
+        "guest/Cargo.toml",
+        "wit",
+        "Cargo.lock",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()

@@ -288,6 +288,31 @@ mod tests {
     }
 
     #[test]
+    fn the_embedded_component_starts_with_room_for_a_request_s_allocations() -> anyhow::Result<()> {
+        // guest/build.rs: 4 MiB of initial memory, so that a page of todos needs no
+        // `memory.grow` (two `mprotect` calls per instance that grows).
+        let mut memories = Vec::new();
+        for payload in wasmparser::Parser::new(0).parse_all(crate::runtime::TODO_COMPONENT) {
+            if let wasmparser::Payload::MemorySection(section) = payload? {
+                for memory in section {
+                    memories.push(memory?.initial);
+                }
+            }
+        }
+        assert_eq!(
+            memories.len(),
+            1,
+            "one core memory, the guest's: {memories:?}"
+        );
+        let initial_bytes = memories[0] * 64 * 1024;
+        assert!(
+            initial_bytes >= 4 << 20,
+            "the embedded component's initial memory is {initial_bytes} bytes; guest/build.rs asks for 4 MiB"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn a_cached_artifact_is_reused_and_keyed_by_the_component() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let engine = new(&Limits::default(), true)?;

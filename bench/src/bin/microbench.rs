@@ -13,6 +13,10 @@
 //! (`bench/run.sh`, section `observability`); `microbench --loop WHAT COUNT` repeats one request
 //! for a profiler.
 
+// The allocator `todo-host` runs with (host/src/main.rs): the figures here are its figures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

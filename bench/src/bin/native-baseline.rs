@@ -4,6 +4,10 @@
 //!
 //! `native-baseline [--listen ADDR] [--store URL]`; prints the same start-up line as `todo-host`.
 
+// The allocator `todo-host` runs with: the two differ in wasm, not in malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 
