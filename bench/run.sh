@@ -21,6 +21,9 @@
 #   platforms      the todo component under todo-host, wash dev, wasmtime serve, the Node host
 #   observability  todo-host with access log and metrics on and off, side by side in 1-second
 #                  turns, with control rounds (both on); and the in-process cost (microbench)
+#   ratios         the per-request ratios side by side in 1-second turns: todo-host against
+#                  plain-native (the wasm tax), the hello floor against plain-native, SQLite
+#                  against memory (all GET /todos/1 but the hello floor's GET /)
 #   before         todo-host of revision $BEFORE beside this tree's (runs only when BEFORE is set)
 #   micro          the in-process micro-benchmark (microbench) and the scaling chart
 #
@@ -35,7 +38,7 @@ DURATION=${DURATION:-5s}
 CONNECTIONS=64
 RESULTS=${RESULTS:-bench/RESULTS.md}
 SCALING_SVG="$(dirname "$RESULTS")/scaling.svg"
-ALL_SECTIONS="core native workers hello gc million nats platforms observability before micro"
+ALL_SECTIONS="core native workers hello gc million nats platforms observability ratios before micro"
 ONLY=${ONLY:-$ALL_SECTIONS}
 BEFORE=${BEFORE:-}
 # Side-by-side comparisons (observability on/off, this tree against BEFORE) are small differences
@@ -433,29 +436,30 @@ cpu_us = (int(after) - int(before)) * 1e6 / int(hz) / requests
 print(f"{rnd}\t{turn}\t{variant}\t{rps:.0f}\t{cpu_us:.1f}")
 PY
 }
-# side_by_side TSV PATH SEEDS A_NAME B_NAME: TURN_ROUNDS rounds of a fresh pair of servers (the
-# commands in the arrays a_cmd and b_cmd), each seeded with SEEDS todos, taking TURNS turns on
-# PATH.
+# side_by_side TSV PATH SEEDS A_NAME B_NAME [A_PATH A_SEEDS]: TURN_ROUNDS rounds of a fresh pair
+# of servers (the commands in the arrays a_cmd and b_cmd), each seeded with SEEDS todos, taking
+# TURNS turns on PATH; A on A_PATH after A_SEEDS todos instead, when given (a hello component
+# beside a todo server).
 side_by_side() {
-  local tsv=$1 path=$2 seeds=$3 a_name=$4 b_name=$5
+  local tsv=$1 path=$2 seeds=$3 a_name=$4 b_name=$5 a_path=${6:-$2} a_seeds=${7:-$3}
   local round turn a_pid a_port b_pid b_port
   for round in $(seq "$TURN_ROUNDS"); do
     if [ $((round % 2)) = 1 ]; then
-      start side-a "${a_cmd[@]}"; [ "$seeds" = 0 ] || seed "$seeds"; a_pid=$pid; a_port=$port
+      start side-a "${a_cmd[@]}"; [ "$a_seeds" = 0 ] || seed "$a_seeds"; a_pid=$pid; a_port=$port
       start side-b "${b_cmd[@]}"; [ "$seeds" = 0 ] || seed "$seeds"; b_pid=$pid; b_port=$port
     else
       start side-b "${b_cmd[@]}"; [ "$seeds" = 0 ] || seed "$seeds"; b_pid=$pid; b_port=$port
-      start side-a "${a_cmd[@]}"; [ "$seeds" = 0 ] || seed "$seeds"; a_pid=$pid; a_port=$port
+      start side-a "${a_cmd[@]}"; [ "$a_seeds" = 0 ] || seed "$a_seeds"; a_pid=$pid; a_port=$port
     fi
-    wrk -t2 -c"$CONNECTIONS" -d1s "http://127.0.0.1:$a_port$path" >/dev/null  # warm-up
+    wrk -t2 -c"$CONNECTIONS" -d1s "http://127.0.0.1:$a_port$a_path" >/dev/null  # warm-up
     wrk -t2 -c"$CONNECTIONS" -d1s "http://127.0.0.1:$b_port$path" >/dev/null
     for turn in $(seq "$TURNS"); do
       if [ $((turn % 2)) = 1 ]; then
-        turn_run "$tsv" "$round" "$turn" "$a_name" "$a_pid" "$a_port" "$path"
+        turn_run "$tsv" "$round" "$turn" "$a_name" "$a_pid" "$a_port" "$a_path"
         turn_run "$tsv" "$round" "$turn" "$b_name" "$b_pid" "$b_port" "$path"
       else
         turn_run "$tsv" "$round" "$turn" "$b_name" "$b_pid" "$b_port" "$path"
-        turn_run "$tsv" "$round" "$turn" "$a_name" "$a_pid" "$a_port" "$path"
+        turn_run "$tsv" "$round" "$turn" "$a_name" "$a_pid" "$a_port" "$a_path"
       fi
     done
     echo "  $a_name vs $b_name ($path), round $round done" >&2
@@ -481,6 +485,21 @@ if wants observability; then
   printf 'on: `todo-host --store memory:// --admin-listen 127.0.0.1:0` (access log to a file, metrics recorded); off: `todo-host --store memory:// %s`\n' \
     "${off_flags[*]}" >"$work/observability.txt"
   target/release/microbench --observability >"$work/observability-micro.md"
+fi
+
+# ---- ratios: the figures the per-request work aims at, each pair side by side ----
+if wants ratios; then
+  echo "== ratios side by side" >&2
+  a_cmd=("$HOST" --store memory://)
+  b_cmd=("$PLAIN" --store memory://)
+  side_by_side ratios.tsv /todos/1 10 "todo-host, memory" "plain native"
+  # The hello floor (GET /) beside the plain server's GET /todos/1: what a component that does
+  # nothing costs against the whole native answer.
+  a_cmd=("$HOST" --store memory:// --component "$HELLO")
+  side_by_side ratios.tsv /todos/1 10 "hello floor (GET /)" "plain native (beside hello)" / 0
+  a_cmd=("$HOST" --store "$(db ratios)")
+  b_cmd=("$HOST" --store memory://)
+  side_by_side ratios.tsv /todos/1 10 "todo-host, SQLite" "todo-host, memory (beside SQLite)"
 fi
 
 # ---- before: todo-host of another revision, beside this tree's ----
@@ -626,6 +645,15 @@ if obs:
               "observe: the spread the method itself cannot tell apart.", ""] + obs
     if os.path.exists(f"{work}/observability-micro.md"):
         lines += [open(f"{work}/observability-micro.md").read().strip(), ""]
+ratios = turn_table("ratios.tsv", [
+    ("todo-host, memory / plain native", "todo-host, memory", "plain native"),
+    ("hello floor (`GET /`) / plain native", "hello floor (GET /)", "plain native (beside hello)"),
+    ("todo-host, SQLite / todo-host, memory", "todo-host, SQLite", "todo-host, memory (beside SQLite)")])
+if ratios:
+    lines += ["## The per-request ratios, side by side", "",
+              "`GET /todos/1`, 10 todos (the hello floor: `GET /` of the counter fixture built without a C "
+              "library). " + SIDE_BY_SIDE + " A ratio below 1 is the first server's req/s as a share of the "
+              "second's: the wasm tax is its inverse.", ""] + ratios
 before = table("before", [])
 before_turns = []
 for tsv, workload in [("before-hello.tsv", "the hello component, `GET /`"), ("before-get.tsv", "`GET /todos/1`, 10 todos")]:
