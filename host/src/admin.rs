@@ -99,7 +99,7 @@ impl Control {
         for (label, settings) in &app.backends {
             if !open.contains_key(label) {
                 let backend = settings
-                    .open()
+                    .open(&config.store_options)
                     .await
                     .with_context(|| format!("cannot open key-value store '{label}'"))?;
                 open.insert(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::kv::BackendConfig;
+use crate::kv::{self, BackendConfig, OpenOptions};
 use crate::limits::{self, ConnectionLimits, KvLimits, Limits, parse_duration, parse_size};
 
 /// Where the server listens unless told otherwise: loopback, so a first run exposes nothing.
@@ -29,12 +29,16 @@ pub struct Cli {
     #[arg(long, global = true, env = "TODO_HOST_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
-    /// Key-value store: `sqlite://PATH` (durable, the default), `redis://HOST:PORT[/DB]`
-    /// (shared by many hosts), `nats://HOST:PORT[,HOST:PORT...]` (NATS JetStream, replicated)
-    /// or `memory://` (lost on exit).
+    // The help lists every backend of `kv::BACKENDS`, the one registration.
     #[arg(long, global = true, env = "TODO_HOST_STORE", default_value = DEFAULT_STORE,
-          value_parser = parse_store)]
+          value_parser = parse_store, help = kv::store_help())]
     pub store: BackendConfig,
+
+    /// SQLite stores: writes queued at once share one commit (true, the default); false commits
+    /// each write alone (for comparison). Accepts true/false, on/off, 1/0.
+    #[arg(long, global = true, env = "TODO_HOST_SQLITE_GROUP_COMMIT", default_value = "true",
+          value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
+    pub sqlite_group_commit: bool,
 
     /// Run this component (`.wasm`, of the `todo:app/app` world) instead of the embedded todo
     /// component.
@@ -206,9 +210,10 @@ pub enum Command {
         /// The manifest (`spin.toml`, `spin_manifest_version = 2`).
         #[arg(long, short = 'f', value_name = "FILE")]
         manifest: PathBuf,
-        /// Where each key-value store label lives (`[key_value_store.LABEL]`, type "spin",
-        /// "redis" or "memory"); `default` needs none.
-        #[arg(long, value_name = "FILE")]
+        // The help lists every runtime-config type of `kv::BACKENDS`.
+        #[arg(long, value_name = "FILE", help = format!(
+            "Where each key-value store label lives (`[key_value_store.LABEL]`, type {}); \
+             `default` needs none", kv::runtime_config_types()))]
         runtime_config_file: Option<PathBuf>,
         /// Run each component's `[component.NAME.build]` command first, as `spin up --build`.
         #[arg(long)]
@@ -230,6 +235,8 @@ pub struct AppSource {
 pub struct Config {
     pub listen: SocketAddr,
     pub store: BackendConfig,
+    /// How every store of the process is opened (`--sqlite-group-commit`).
+    pub store_options: OpenOptions,
     pub component: Option<PathBuf>,
     pub public: Option<PathBuf>,
     /// `None`: no artifact cache.
@@ -255,6 +262,9 @@ impl From<Cli> for Config {
         Self {
             listen: cli.listen,
             store: cli.store,
+            store_options: OpenOptions {
+                sqlite_group_commit: cli.sqlite_group_commit,
+            },
             component: cli.component,
             public: cli.public,
             cache_dir: match (cli.no_cache, cli.cache_dir) {
@@ -311,6 +321,7 @@ impl Default for Config {
                 .parse()
                 .expect("the default address is valid"),
             store: BackendConfig::from_url(DEFAULT_STORE).expect("the default store URL is valid"),
+            store_options: OpenOptions::default(),
             component: None,
             public: None,
             cache_dir: None,
@@ -329,6 +340,8 @@ impl Default for Config {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory as _;
+
     use super::*;
 
     #[test]
@@ -337,6 +350,39 @@ mod tests {
         assert_eq!(config.limits, Limits::default());
         assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.store_options, OpenOptions::default());
+    }
+
+    #[test]
+    fn the_store_help_names_every_backend() {
+        let help = Cli::command().render_help().to_string();
+        for backend in kv::BACKENDS {
+            assert!(help.contains(backend.url_shape), "{help}");
+        }
+        let up = Cli::command()
+            .find_subcommand_mut("up")
+            .expect("up is a subcommand")
+            .render_help()
+            .to_string();
+        for backend in kv::BACKENDS {
+            for kind in backend.runtime_config_types {
+                assert!(up.contains(&format!("\"{kind}\"")), "{up}");
+            }
+        }
+    }
+
+    #[test]
+    fn sqlite_group_commit_is_a_flag_and_on_by_default() {
+        let off = Config::from(Cli::parse_from([
+            "todo-host",
+            "--sqlite-group-commit",
+            "false",
+        ]));
+        assert!(!off.store_options.sqlite_group_commit);
+        let zero = Config::from(Cli::parse_from(["todo-host", "--sqlite-group-commit", "0"]));
+        assert!(!zero.store_options.sqlite_group_commit);
+        let err = Cli::try_parse_from(["todo-host", "--sqlite-group-commit", "maybe"]).unwrap_err();
+        assert!(err.to_string().contains("maybe"), "{err}");
     }
 
     #[test]

@@ -207,7 +207,8 @@ pub fn load(manifest: &Path, runtime_config: Option<&Path>) -> anyhow::Result<Lo
                 } else {
                     bail!(
                         "component '{id}' uses key-value store '{label}', which the runtime config does not define \
-                         (add [key_value_store.{label}] with type = \"spin\" or \"redis\")"
+                         (add [key_value_store.{label}] with type = {})",
+                        crate::kv::runtime_config_types()
                     );
                 }
             }

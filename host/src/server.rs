@@ -50,7 +50,7 @@ impl Server {
         let mut metered = HashMap::new();
         for (label, settings) in &app.backends {
             let backend = settings
-                .open()
+                .open(&config.store_options)
                 .await
                 .with_context(|| format!("cannot open key-value store '{label}'"))?;
             let backend = MeteredBackend::new(backend, metrics.clone(), label, settings.kind());

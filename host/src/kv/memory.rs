@@ -7,14 +7,15 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    BackendConfig, BackendSettings, KeyPage, KvBackend, KvError, LIST_PAGE_SIZE, Registration,
-    add_to_counter, parse_counter, settings_from_table,
+    BackendConfig, BackendSettings, KeyPage, KvBackend, KvError, LIST_PAGE_SIZE, OpenOptions,
+    Registration, add_to_counter, parse_counter, settings_from_table,
 };
 
 /// `--store memory://`; runtime config `type = "memory"`.
 pub const REGISTRATION: Registration = Registration {
     scheme: "memory",
     url_shape: "memory://",
+    about: "lost on exit",
     runtime_config_types: &["memory"],
     from_url: |url| {
         anyhow::ensure!(
@@ -37,7 +38,7 @@ struct MemorySettings {}
 
 #[async_trait]
 impl BackendSettings for MemorySettings {
-    async fn open(&self) -> anyhow::Result<std::sync::Arc<dyn KvBackend>> {
+    async fn open(&self, _: &OpenOptions) -> anyhow::Result<std::sync::Arc<dyn KvBackend>> {
         Ok(std::sync::Arc::new(MemoryBackend::new()))
     }
 }

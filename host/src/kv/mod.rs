@@ -131,10 +131,12 @@ pub fn add_to_counter(bucket: &str, key: &str, current: i64, delta: i64) -> Resu
     })
 }
 
-/// Opens the store a `--store` URL names: [`BackendConfig::from_url`], then
-/// [`BackendConfig::open`].
+/// Opens the store a `--store` URL names, with the default [`OpenOptions`]:
+/// [`BackendConfig::from_url`], then [`BackendConfig::open`].
 pub async fn open(url: &str) -> anyhow::Result<Arc<dyn KvBackend>> {
-    BackendConfig::from_url(url)?.open().await
+    BackendConfig::from_url(url)?
+        .open(&OpenOptions::default())
+        .await
 }
 
 /// How a backend is named: its `--store` URL scheme, its runtime-config `type`s, and how each
@@ -145,6 +147,8 @@ pub struct Registration {
     pub scheme: &'static str,
     /// The URL's shape, for help and error messages, e.g. `sqlite://PATH`.
     pub url_shape: &'static str,
+    /// What it is for, in a few words, for `--help`: e.g. `durable, the default`.
+    pub about: &'static str,
     /// The `type = "..."` values of its `[key_value_store.LABEL]` runtime-config entries.
     pub runtime_config_types: &'static [&'static str],
     /// Parses a whole `--store` URL of this scheme.
@@ -167,7 +171,24 @@ pub const BACKENDS: &[Registration] = &[
 #[async_trait]
 pub trait BackendSettings: std::fmt::Debug + Send + Sync {
     /// Opens (connects to, creates) the store.
-    async fn open(&self) -> anyhow::Result<Arc<dyn KvBackend>>;
+    async fn open(&self, options: &OpenOptions) -> anyhow::Result<Arc<dyn KvBackend>>;
+}
+
+/// How a process opens every store it opens: the command line's settings that are not part of
+/// any one store's URL (a manifest's stores take them too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// SQLite: writes wait for one shared commit (group commit, the default); off, each write
+    /// commits alone (`--sqlite-group-commit false`, for comparison).
+    pub sqlite_group_commit: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            sqlite_group_commit: true,
+        }
+    }
 }
 
 /// Where a store lives, parsed and checked: what a `--store` URL and a runtime-config entry both
@@ -219,17 +240,12 @@ impl BackendConfig {
         mut entry: toml::Table,
         base: &Path,
     ) -> anyhow::Result<Self> {
-        let types = || {
-            BACKENDS
-                .iter()
-                .flat_map(|backend| backend.runtime_config_types)
-                .map(|kind| format!("\"{kind}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let kind = match entry.remove("type") {
             Some(toml::Value::String(kind)) => kind,
-            _ => bail!("key-value store '{label}' needs type = one of {}", types()),
+            _ => bail!(
+                "key-value store '{label}' needs type = one of {}",
+                runtime_config_types()
+            ),
         };
         match BACKENDS
             .iter()
@@ -238,14 +254,14 @@ impl BackendConfig {
             Some(backend) => Ok((backend.from_runtime_config)(label, entry, base)?.of(backend)),
             None => bail!(
                 "key-value store '{label}' has unknown type \"{kind}\": use one of {}",
-                types()
+                runtime_config_types()
             ),
         }
     }
 
     /// Opens (connects to, creates) the store.
-    pub async fn open(&self) -> anyhow::Result<Arc<dyn KvBackend>> {
-        self.settings.open().await
+    pub async fn open(&self, options: &OpenOptions) -> anyhow::Result<Arc<dyn KvBackend>> {
+        self.settings.open(options).await
     }
 }
 
@@ -258,13 +274,54 @@ impl std::str::FromStr for BackendConfig {
 }
 
 /// `sqlite://PATH, redis://HOST:PORT[/DB] or memory://`, from [`BACKENDS`].
-fn url_shapes() -> String {
-    let shapes: Vec<&str> = BACKENDS.iter().map(|backend| backend.url_shape).collect();
-    match shapes.split_last() {
-        Some((last, [])) => (*last).to_string(),
+pub fn url_shapes() -> String {
+    or_list(BACKENDS.iter().map(|backend| backend.url_shape.to_string()))
+}
+
+/// `"spin", "sqlite", "redis", "nats" or "memory"`: every runtime-config `type`, from
+/// [`BACKENDS`].
+pub fn runtime_config_types() -> String {
+    or_list(
+        BACKENDS
+            .iter()
+            .flat_map(|backend| backend.runtime_config_types)
+            .map(|kind| format!("\"{kind}\"")),
+    )
+}
+
+/// The `--store` help: every backend's URL and what it is for, from [`BACKENDS`].
+pub fn store_help() -> String {
+    let backends: Vec<String> = BACKENDS
+        .iter()
+        .map(|backend| format!("`{}` ({})", backend.url_shape, backend.about))
+        .collect();
+    format!("Key-value store: {}.", or_list(backends.into_iter()))
+}
+
+/// `a, b or c`.
+fn or_list(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    match items.split_last() {
+        Some((last, [])) => last.clone(),
         Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
         None => String::new(),
     }
+}
+
+/// A runtime-config entry that is only a URL (`url = "redis://..."`), parsed as `--store` parses
+/// the same URL.
+pub fn url_entry(
+    label: &str,
+    entry: toml::Table,
+    from_url: fn(&str) -> anyhow::Result<BackendConfig>,
+) -> anyhow::Result<BackendConfig> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct UrlEntry {
+        url: String,
+    }
+    let entry: UrlEntry = settings_from_table(label, entry)?;
+    from_url(&entry.url).map_err(|err| err.context(format!("key-value store '{label}'")))
 }
 
 /// Reads a runtime-config entry into a backend's own settings type, refusing unknown fields.

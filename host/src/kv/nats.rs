@@ -107,8 +107,8 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::OnceCell;
 
 use super::{
-    BackendConfig, BackendSettings, KeyPage, KvBackend, KvError, LIST_PAGE_SIZE, Registration,
-    Values, add_to_counter, parse_counter, settings_from_table,
+    BackendConfig, BackendSettings, KeyPage, KvBackend, KvError, LIST_PAGE_SIZE, OpenOptions,
+    Registration, Values, add_to_counter, parse_counter, url_entry,
 };
 
 /// `--store nats://HOST:PORT[,HOST:PORT...][?bucket-prefix=P&replicas=N]`; runtime config
@@ -116,22 +116,11 @@ use super::{
 pub const REGISTRATION: Registration = Registration {
     scheme: "nats",
     url_shape: "nats://HOST:PORT[,HOST:PORT...][?bucket-prefix=P&replicas=N]",
+    about: "NATS JetStream, replicated",
     runtime_config_types: &["nats"],
     from_url: |url| NatsUrl::parse(url).map(BackendConfig::new),
-    from_runtime_config: |label, entry, _base| {
-        let settings: NatsSettings = settings_from_table(label, entry)?;
-        NatsUrl::parse(&settings.url)
-            .map(BackendConfig::new)
-            .with_context(|| format!("key-value store '{label}'"))
-    },
+    from_runtime_config: |label, entry, _base| url_entry(label, entry, REGISTRATION.from_url),
 };
-
-/// A runtime-config entry: `url = "nats://..."`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NatsSettings {
-    url: String,
-}
 
 /// The port of a server named without one: NATS's own default.
 const DEFAULT_PORT: u16 = 4222;
@@ -289,7 +278,7 @@ fn parse_server(server: &str) -> anyhow::Result<String> {
 
 #[async_trait]
 impl BackendSettings for NatsUrl {
-    async fn open(&self) -> anyhow::Result<Arc<dyn KvBackend>> {
+    async fn open(&self, _: &OpenOptions) -> anyhow::Result<Arc<dyn KvBackend>> {
         Ok(Arc::new(NatsBackend::connect(self.clone()).await?))
     }
 }

@@ -22,27 +22,22 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Cmd};
 
 use super::{
-    BackendConfig, BackendSettings, KeyPage, KvBackend, KvError, LIST_PAGE_SIZE, Registration,
-    Values, settings_from_table,
+    BackendConfig, BackendSettings, KeyPage, KvBackend, KvError, LIST_PAGE_SIZE, OpenOptions,
+    Registration, Values, url_entry,
 };
 
 /// `--store redis://HOST:PORT[/DB]`; runtime config `type = "redis"`, `url = "redis://..."`.
 pub const REGISTRATION: Registration = Registration {
     scheme: "redis",
     url_shape: "redis://HOST:PORT[/DB]",
+    about: "shared by many hosts",
     runtime_config_types: &["redis"],
     from_url: |url| RedisSettings::checked(url.to_string()).map(BackendConfig::new),
-    from_runtime_config: |label, entry, _base| {
-        let settings: RedisSettings = settings_from_table(label, entry)?;
-        RedisSettings::checked(settings.url)
-            .map(BackendConfig::new)
-            .with_context(|| format!("key-value store '{label}'"))
-    },
+    from_runtime_config: |label, entry, _base| url_entry(label, entry, REGISTRATION.from_url),
 };
 
 /// Where the Redis server is: a URL that redis-rs accepts, checked before anything connects.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 struct RedisSettings {
     url: String,
 }
@@ -56,7 +51,7 @@ impl RedisSettings {
 
 #[async_trait]
 impl BackendSettings for RedisSettings {
-    async fn open(&self) -> anyhow::Result<std::sync::Arc<dyn KvBackend>> {
+    async fn open(&self, _: &OpenOptions) -> anyhow::Result<std::sync::Arc<dyn KvBackend>> {
         Ok(std::sync::Arc::new(RedisBackend::connect(&self.url).await?))
     }
 }

@@ -41,9 +41,9 @@
 //! runs them in one `BEGIN IMMEDIATE` transaction (each in a savepoint, so one failing write
 //! fails alone), commits once, and only then answers each caller with its own result. Under
 //! concurrent load one commit carries many writes; alone, a write waits for no one. The promise is
-//! unchanged: a caller hears "done" only after the commit that holds its write. Setting
-//! `TODO_HOST_SQLITE_GROUP_COMMIT=0` commits every write on its own (for comparison: the
-//! benchmark runs both).
+//! unchanged: a caller hears "done" only after the commit that holds its write.
+//! `--sqlite-group-commit false` (`TODO_HOST_SQLITE_GROUP_COMMIT=false`, [`super::OpenOptions`])
+//! commits every write on its own (for comparison: the benchmark runs both).
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -56,8 +56,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::Semaphore;
 
 use super::{
-    BackendConfig, BackendSettings, KeyPage, KvBackend, KvError, LIST_PAGE_SIZE, Registration,
-    Values, add_to_counter, parse_counter, settings_from_table,
+    BackendConfig, BackendSettings, KeyPage, KvBackend, KvError, LIST_PAGE_SIZE, OpenOptions,
+    Registration, Values, add_to_counter, parse_counter, settings_from_table,
 };
 
 /// `--store sqlite://PATH`; runtime config `type = "spin"` (Spin's name for its SQLite store) or
@@ -65,6 +65,7 @@ use super::{
 pub const REGISTRATION: Registration = Registration {
     scheme: "sqlite",
     url_shape: "sqlite://PATH",
+    about: "durable, the default",
     runtime_config_types: &["spin", "sqlite"],
     from_url: |url| {
         let path = url.strip_prefix("sqlite://").unwrap_or_default();
@@ -98,8 +99,10 @@ pub struct SqliteSettings {
 
 #[async_trait]
 impl BackendSettings for SqliteSettings {
-    async fn open(&self) -> anyhow::Result<Arc<dyn KvBackend>> {
-        Ok(Arc::new(SqliteBackend::open(&self.path).await?))
+    async fn open(&self, options: &OpenOptions) -> anyhow::Result<Arc<dyn KvBackend>> {
+        Ok(Arc::new(
+            SqliteBackend::open(&self.path, options.sqlite_group_commit).await?,
+        ))
     }
 }
 
@@ -109,7 +112,7 @@ const POOL_SIZE: usize = 4;
 /// How long a write waits for another connection's (or process's) write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest `get_many` read on the calling thread: one index node's children, the guest's
-/// batch (`todo_guest::index::BATCH`), a few dozen microseconds of point reads at most.
+/// batch (`todo_guest::kv::BATCH`), a few dozen microseconds of point reads at most.
 const INLINE_MAX_KEYS: usize = 64;
 
 const SCHEMA: &str = "
@@ -208,8 +211,9 @@ fn commit_group(conn: &mut Connection, group: &mut [Job]) -> Vec<Result<Done, Kv
 }
 
 impl SqliteBackend {
-    /// Opens (creating if needed) the database at `path`, its folder and its table.
-    pub async fn open(path: &Path) -> anyhow::Result<Self> {
+    /// Opens (creating if needed) the database at `path`, its folder and its table; with
+    /// `group_commit`, writes share commits (see the module doc), else each commits alone.
+    pub async fn open(path: &Path, group_commit: bool) -> anyhow::Result<Self> {
         // Like Spin's `.spin/`: a state folder that does not exist yet is made, not an error.
         if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(folder).with_context(|| {
@@ -224,8 +228,6 @@ impl SqliteBackend {
         let first = tokio::task::spawn_blocking(move || connect(&owned, true))
             .await
             .context("the SQLite set-up task failed")??;
-        let group_commit =
-            std::env::var("TODO_HOST_SQLITE_GROUP_COMMIT").map_or(true, |v| v != "0");
         let writer = if group_commit {
             let owned = path.to_path_buf();
             let conn = tokio::task::spawn_blocking(move || connect(&owned, false))
@@ -602,7 +604,7 @@ mod tests {
 
     async fn open_temp() -> anyhow::Result<(tempfile::TempDir, SqliteBackend)> {
         let dir = tempfile::tempdir()?;
-        let backend = SqliteBackend::open(&dir.path().join("kv.db")).await?;
+        let backend = SqliteBackend::open(&dir.path().join("kv.db"), true).await?;
         Ok((dir, backend))
     }
 
