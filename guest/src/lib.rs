@@ -20,7 +20,7 @@
 //! * [`index`]: counts per range of ids, so that pages, offsets and totals cost the page.
 //! * [`layout`]: every key of the bucket (`todo/<id>`, `meta/next-id`, the index's keys) and the
 //!   JSON of a todo, in one file.
-//! * [`body`]: JSON and form body parsing with errors that say what was wrong.
+//! * [`body`]: JSON and form body parsing, and query strings, with errors that say what was wrong.
 //! * [`percent`]: strict percent-decoding of paths, queries and form bodies.
 //! * [`error`]: [`error::ApiError`], mapped to a status and a JSON body in one place.
 //! * [`kv`]: the small KV trait the logic is written against, its batch bound, and an in-memory
