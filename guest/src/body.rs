@@ -1,5 +1,5 @@
-//! Request bodies: content types, JSON objects, form fields, and typed field access with errors
-//! that name the field and say what was wrong.
+//! Request bodies and query strings: content types, JSON objects, form fields, query parameters,
+//! and typed field access with errors that name the field and say what was wrong.
 
 use std::borrow::Cow;
 
@@ -145,6 +145,20 @@ pub fn form_pairs(text: &str) -> Result<Vec<(String, String)>, ApiError> {
         .collect()
 }
 
+/// The parameters of `request`'s query string, percent-decoded as [`form_pairs`], in order. A
+/// parameter given more than once is a 400: which of its values was meant is the client's to say.
+pub fn query_pairs(request: &Request) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs = form_pairs(request.query.as_deref().unwrap_or(""))?;
+    for (at, (name, _)) in pairs.iter().enumerate() {
+        if pairs[..at].iter().any(|(seen, _)| seen == name) {
+            return Err(ApiError::BadRequest(format!(
+                "query parameter '{name}' is given more than once"
+            )));
+        }
+    }
+    Ok(pairs)
+}
+
 /// A JSON value's kind, for error messages.
 pub fn kind(value: &Value) -> &'static str {
     match value {
@@ -270,6 +284,18 @@ mod tests {
             matches!(form_pairs("a%zz=1"), Err(ApiError::BadRequest(m)) if m.contains("'a%zz'"))
         );
         assert!(matches!(form_pairs("a=%FF"), Err(ApiError::BadRequest(m)) if m.contains("UTF-8")));
+    }
+
+    #[test]
+    fn a_query_parameter_given_twice_is_a_bad_request_naming_it() -> Result<(), ApiError> {
+        let pairs = query_pairs(&Request::new("GET", "/todos?limit=2&after=1&x="))?;
+        assert_eq!(pairs.len(), 3);
+        assert!(query_pairs(&Request::new("GET", "/todos"))?.is_empty());
+        let twice = query_pairs(&Request::new("GET", "/todos?after=1&limit=2&after=3"));
+        assert!(
+            matches!(twice, Err(ApiError::BadRequest(m)) if m == "query parameter 'after' is given more than once")
+        );
+        Ok(())
     }
 
     #[test]

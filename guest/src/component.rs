@@ -41,8 +41,8 @@ use bindings::wasi::keyvalue0_2_0_draft2::{atomics, batch, store as wasi_store};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::kv::{KeyPage, Kv, KvError, Values};
+use crate::layout::BUCKET;
 use crate::public::{MAX_FILE_BYTES, PublicFiles};
-use crate::records::BUCKET;
 use crate::retry::with_race_retries;
 use crate::time::Timestamp;
 

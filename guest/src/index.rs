@@ -11,7 +11,7 @@
 //! | 3 | `n·262144 ..` (64 level-2 nodes) | live and completed todos of each level-2 node |
 //!
 //! The top of the tree is the list of level-3 nodes up to the highest id issued: 4 at a million
-//! todos. Every node has two keys:
+//! todos. Every node has two keys (spelled in [`crate::layout`]):
 //!
 //! * `fence/<level>/<n>`: a counter, only ever changed by `increment`. A write to a todo key in
 //!   the node's range adds 1 before it ("started") and 2³² after it ("finished"), so the low 32
@@ -51,13 +51,15 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::kv::Kv;
-use crate::records::{self, NEXT_ID_KEY, TodoRecord};
+use crate::kv::{BATCH, Kv};
+use crate::layout::{self, NEXT_ID_KEY, TodoRecord};
 use crate::time::Timestamp;
 
 /// Children per node: 64, so a block's ids fit one `u64` of bits.
 pub const FANOUT: u64 = 1 << FANOUT_BITS;
 const FANOUT_BITS: u32 = 6;
+// One node's children are one batch call: the unit every read here works in ("Batches").
+const _: () = assert!(FANOUT as usize == BATCH);
 /// The deepest level: level-3 nodes are the top of the tree.
 pub const LEVELS: u8 = 3;
 /// How long a fence may stay unsettled, unchanged, before readers take its writer for dead.
@@ -166,11 +168,11 @@ impl Node {
     }
 
     fn fence_key(self) -> String {
-        format!("fence/{}/{}", self.level, self.n)
+        layout::fence_key(self.level, self.n)
     }
 
     fn summary_key(self) -> String {
-        format!("index/{}/{}", self.level, self.n)
+        layout::summary_key(self.level, self.n)
     }
 }
 
@@ -225,9 +227,6 @@ pub fn parse_counter(bytes: &[u8]) -> Option<u64> {
     let raw: [u8; 8] = bytes.try_into().ok()?;
     Some(u64::from_le_bytes(raw).min(u64::from_be_bytes(raw)))
 }
-
-/// The most keys one batch call names: one node's children.
-pub const BATCH: usize = FANOUT as usize;
 
 /// One request's view of the store: the highest id, and the counts read so far.
 pub struct Store<'a> {
@@ -291,12 +290,12 @@ impl<'a> Store<'a> {
 
     /// The todos of `ids` that exist, in the order of `ids`.
     pub fn records(&self, ids: &[u64]) -> Result<Vec<TodoRecord>, ApiError> {
-        let keys: Vec<String> = ids.iter().map(|id| records::todo_key(*id)).collect();
+        let keys: Vec<String> = ids.iter().map(|id| layout::todo_key(*id)).collect();
         let mut todos = Vec::with_capacity(ids.len());
         for (key, value) in keys.iter().zip(self.get_many(&keys)?) {
             // Deleted since the index was read: skip it rather than fail.
             if let Some(bytes) = value {
-                todos.push(records::decode(key, &bytes)?);
+                todos.push(layout::decode(key, &bytes)?);
             }
         }
         Ok(todos)

@@ -12,6 +12,10 @@ use std::collections::BTreeMap;
 #[error("{0}")]
 pub struct KvError(pub String);
 
+/// The most keys one batch call ([`Kv::get_many`], [`Kv::delete_many`]) names: the guest's own
+/// unit (one index node's 64 children), not a copy of any host's limit.
+pub const BATCH: usize = 64;
+
 /// The answer of a batch get: per key asked for, the key and its value, or `None`.
 pub type Values = Vec<Option<(String, Vec<u8>)>>;
 
@@ -39,7 +43,7 @@ pub trait Kv {
     fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, KvError>;
     /// The values of `keys`, in order; `None` where a key has no value.
     ///
-    /// Callers name at most [`crate::index::BATCH`] keys; a host with a lower limit splits.
+    /// Callers name at most [`BATCH`] keys; a host with a lower limit splits.
     fn get_many(&self, keys: &[String]) -> Result<Values, KvError>;
     /// Deletes all of `keys`; the same bound as [`Kv::get_many`].
     fn delete_many(&self, keys: &[String]) -> Result<(), KvError>;
@@ -48,8 +52,7 @@ pub trait Kv {
 /// An in-memory bucket: for tests, and for native callers of the logic.
 ///
 /// Pages are deliberately small so that code using it follows cursors for real, and a batch call
-/// naming more than [`crate::index::BATCH`] keys fails, so the tests prove the logic keeps to
-/// its own bound.
+/// naming more than [`BATCH`] keys fails, so the tests prove the logic keeps to its own bound.
 #[derive(Debug, Default)]
 pub struct MemoryKv {
     entries: RefCell<BTreeMap<String, Vec<u8>>>,
@@ -153,11 +156,11 @@ impl Kv for MemoryKv {
 
 /// Refuses a batch larger than the logic's own bound.
 fn check_batch(keys: &[String]) -> Result<(), KvError> {
-    if keys.len() > crate::index::BATCH {
+    if keys.len() > BATCH {
         return Err(KvError(format!(
             "a batch of {} keys; the logic names at most {}",
             keys.len(),
-            crate::index::BATCH
+            BATCH
         )));
     }
     Ok(())
@@ -180,7 +183,7 @@ mod tests {
     #[test]
     fn batches_larger_than_the_bound_are_refused() -> Result<(), KvError> {
         let kv = MemoryKv::new();
-        let bound = crate::index::BATCH;
+        let bound = BATCH;
         let keys: Vec<String> = (0..=bound).map(|i| i.to_string()).collect();
         assert!(kv.get_many(&keys).is_err());
         assert!(kv.delete_many(&keys).is_err());

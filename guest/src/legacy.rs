@@ -168,14 +168,7 @@ pub fn rule(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, 
 fn list_page(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, ApiError> {
     let mut current = 1;
     let mut page_size = DEFAULT_PAGE_SIZE;
-    let mut seen = Vec::new();
-    for (name, value) in body::form_pairs(request.query.as_deref().unwrap_or(""))? {
-        if seen.contains(&name) {
-            return Err(ApiError::BadRequest(format!(
-                "query parameter '{name}' is given more than once"
-            )));
-        }
-        seen.push(name.clone());
+    for (name, value) in body::query_pairs(request)? {
         match name.as_str() {
             "current" => current = positive_param("current", &value, u64::MAX)?,
             "pageSize" => page_size = positive_param("pageSize", &value, MAX_PAGE_SIZE)?,

@@ -15,23 +15,30 @@
 //! * [`router`]: method + path → handler, CORS, preflight, the single-page-app fallback.
 //! * [`todos`]: the canonical `/todos` API (Todo-Backend compatible).
 //! * [`legacy`]: the `/api/rule` and `/api/currentUser` API of the classic Express app.
-//! * [`records`]: the todo records in the KV bucket: layout (`todo/<id>`, `meta/next-id`, the
-//!   index), the crash invariant, create, find, update, delete; batches no larger than one
-//!   `list_keys` page.
+//! * [`records`]: the todo records in the KV bucket: the crash invariant, create, find, update,
+//!   delete.
 //! * [`index`]: counts per range of ids, so that pages, offsets and totals cost the page.
-//! * [`body`]: JSON and form body parsing with errors that say what was wrong.
+//! * [`layout`]: every key of the bucket (`todo/<id>`, `meta/next-id`, the index's keys) and the
+//!   JSON of a todo, in one file.
+//! * [`body`]: JSON and form body parsing, and query strings, with errors that say what was wrong.
 //! * [`percent`]: strict percent-decoding of paths, queries and form bodies.
 //! * [`error`]: [`error::ApiError`], mapped to a status and a JSON body in one place.
-//! * [`kv`]: the small KV trait the logic is written against, and an in-memory implementation.
+//! * [`kv`]: the small KV trait the logic is written against, its batch bound, and an in-memory
+//!   implementation.
 //! * [`page`]: the embedded web page.
 //! * [`public`]: static files from the host's read-only `/public` folder, if mounted.
 //! * [`time`]: RFC 3339 formatting of wall-clock time.
+//!
+//! The storage layers stack one way, each importing only from those below it: [`kv`], then
+//! [`layout`], [`index`], [`records`], and on top [`todos`] and [`legacy`]; [`error`] imports
+//! nothing of them but [`kv::KvError`], so every layer may use it.
 
 pub mod body;
 pub mod error;
 pub mod http;
 pub mod index;
 pub mod kv;
+pub mod layout;
 pub mod legacy;
 pub mod page;
 pub mod percent;

@@ -1,14 +1,6 @@
-//! The todo records in the KV bucket: their layout, the invariant that keeps it readable, and
-//! the operations both APIs build on (create, find, update, page, delete).
-//!
-//! Inside the bucket [`BUCKET`]:
-//! * `todo/<id>` → one [`TodoRecord`] as JSON. One key per todo, so concurrent creates never
-//!   overwrite each other. The todo keys are the truth; everything else is derived from them.
-//! * `meta/next-id` → the id counter, only ever changed through `increment`: no read-modify-write,
-//!   no duplicate ids, and an id is never reused after a delete. Its value is the highest id
-//!   issued, so ids are dense apart from deleted ones.
-//! * `fence/<level>/<n>` and `index/<level>/<n>` → the id index ([`crate::index`]): per range of
-//!   ids, a fence counter and a summary of how many todos (and completed ones) it holds.
+//! The todo records in the KV bucket: the invariant that keeps them readable, and the operations
+//! both APIs build on (create, find, update, page, delete). The keys they live under, and the
+//! JSON of a todo, are [`crate::layout`]'s; the counts per range of ids are [`crate::index`]'s.
 //!
 //! # Reads cost the page
 //!
@@ -45,38 +37,19 @@
 //!
 //! # Batches
 //!
-//! A batch call (`get_many`, `delete_many`) names at most [`crate::index::BATCH`] keys, the
+//! A batch call (`get_many`, `delete_many`) names at most [`crate::kv::BATCH`] keys, the
 //! guest's own unit; a host with a lower limit splits it, so the guest keeps no copy of any
 //! host's limit.
-
-use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::index::{self, Node, Store};
 use crate::kv::Kv;
+use crate::layout::{self, NEXT_ID_KEY};
 use crate::time::Timestamp;
 
-/// The bucket the todo component opens.
-pub const BUCKET: &str = "default";
-/// Prefix of todo keys.
-pub const TODO_PREFIX: &str = "todo/";
-/// The id counter's key.
-pub const NEXT_ID_KEY: &str = "meta/next-id";
-
-/// A todo as the bucket holds it. Both APIs are views of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TodoRecord {
-    pub id: u64,
-    pub title: String,
-    pub completed: bool,
-    pub order: i64,
-    /// Only the legacy API shows it (`desc`).
-    #[serde(default)]
-    pub description: String,
-    pub created_at: String,
-    pub updated_at: String,
-}
+// What callers of these operations name with them; the host's and the benches' seeding code
+// finds them here.
+pub use crate::layout::{BUCKET, TodoRecord, todo_key};
 
 /// What a new todo is made of; the rest comes from the id counter and the clock.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -86,11 +59,6 @@ pub struct NewTodo {
     /// Defaults to the id, so todos keep their creation order.
     pub order: Option<i64>,
     pub description: String,
-}
-
-/// The key of todo `id`.
-pub fn todo_key(id: u64) -> String {
-    format!("{TODO_PREFIX}{id}")
 }
 
 /// Creates a todo with a fresh id: the id from the counter, then the todo key, fenced.
@@ -113,7 +81,7 @@ pub fn create(kv: &dyn Kv, new: NewTodo, now: Timestamp) -> Result<TodoRecord, A
 /// Todo `id`, if it exists.
 pub fn find(kv: &dyn Kv, id: u64) -> Result<Option<TodoRecord>, ApiError> {
     match kv.get(&todo_key(id))? {
-        Some(bytes) => Ok(Some(decode(&todo_key(id), &bytes)?)),
+        Some(bytes) => Ok(Some(layout::decode(&todo_key(id), &bytes)?)),
         None => Ok(None),
     }
 }
@@ -130,10 +98,7 @@ pub fn not_found(id: u64) -> ApiError {
 
 /// Writes `record` under its key, unfenced: only for callers that fence it ([`update`]).
 fn save(kv: &dyn Kv, record: &TodoRecord) -> Result<(), ApiError> {
-    // Strings, numbers and booleans always encode; were it ever to fail, nothing was written.
-    let bytes = serde_json::to_vec(record)
-        .map_err(|err| ApiError::Store(format!("cannot encode todo {}: {err}", record.id)))?;
-    kv.set(&todo_key(record.id), &bytes)?;
+    kv.set(&todo_key(record.id), &layout::encode(record)?)?;
     Ok(())
 }
 
@@ -229,10 +194,4 @@ pub fn delete_ids(kv: &dyn Kv, ids: &[u64], now: Timestamp) -> Result<(), ApiErr
     fences.dedup();
     let keys: Vec<String> = doomed.into_iter().map(|(_, key)| key).collect();
     index::fenced(kv, &fences, || store.delete_many(&keys))
-}
-
-/// Decodes the value of todo key `key`.
-pub fn decode(key: &str, bytes: &[u8]) -> Result<TodoRecord, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|err| ApiError::Store(format!("the value of '{key}' is not a todo: {err}")))
 }

@@ -181,14 +181,7 @@ fn page_query(request: &Request) -> Result<PageQuery, ApiError> {
         limit: None,
         after: 0,
     };
-    let mut seen = Vec::new();
-    for (name, value) in body::form_pairs(request.query.as_deref().unwrap_or(""))? {
-        if seen.contains(&name) {
-            return Err(ApiError::BadRequest(format!(
-                "query parameter '{name}' is given more than once"
-            )));
-        }
-        seen.push(name.clone());
+    for (name, value) in body::query_pairs(request)? {
         match name.as_str() {
             "limit" => {
                 let limit = digits(&value)

@@ -1,7 +1,10 @@
 //! The todo logic, natively, against an in-memory bucket: every route and status of both APIs,
 //! and the static files and single-page-app fallback around them.
 
+mod support;
+
 use serde_json::{Value, json};
+use support::error_of;
 use todo_guest::kv::{MEMORY_PAGE_SIZE, MemoryKv};
 use todo_guest::public::{NoFiles, PublicFiles};
 use todo_guest::time::Timestamp;
@@ -23,13 +26,6 @@ fn create(kv: &MemoryKv, title: &str) -> Value {
     );
     assert_eq!(response.status, 201, "{:?}", response.body_json());
     response.body_json()
-}
-
-fn error_of(response: &Response) -> String {
-    response.body_json()["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
 }
 
 #[test]

@@ -4,9 +4,12 @@
 //! boundaries; the document is served at `GET /openapi.json`, byte for byte, whatever the public
 //! folder holds. The live check is schemathesis in CI (`tests/contract.sh`).
 
+mod support;
+
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
+use support::error_of;
 use todo_guest::body::{MAX_DESCRIPTION_CHARS, MAX_TITLE_CHARS};
 use todo_guest::kv::MemoryKv;
 use todo_guest::legacy::{CURRENT_USER_ALLOW, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, RULE_ALLOW};
@@ -92,13 +95,6 @@ fn valid_body(method: &str, path: &str) -> Option<&'static str> {
         ("DELETE", "/api/rule") => Some(r#"{"key":[1]}"#),
         _ => None,
     }
-}
-
-fn error_of(response: &Response) -> String {
-    response.body_json()["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
 }
 
 #[test]

@@ -2,9 +2,12 @@
 //! offsets walk every todo once in id order across holes; a page reads the page, not the store;
 //! an interrupted write is never misread; bad page parameters are refused.
 
+mod support;
+
 use std::cell::Cell;
 
 use serde_json::{Value, json};
+use support::error_of;
 use todo_guest::index::{self, STALE_WRITE_SECS};
 use todo_guest::kv::{KeyPage, Kv, KvError, MemoryKv, Values};
 use todo_guest::records::{TodoRecord, todo_key};
@@ -466,10 +469,7 @@ fn bad_page_parameters_are_400_and_change_nothing() {
     ] {
         let response = send(&kv, Request::new("GET", target));
         assert_eq!(response.status, 400, "{target}");
-        let error = response.body_json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let error = error_of(&response);
         assert!(error.contains(says), "{target}: {error}");
     }
     let keys: Vec<u64> = (1..=1001).collect();

@@ -1,0 +1,104 @@
+//! The bucket's layout: the name of every key the guest reads or writes, and the JSON a todo key
+//! holds. This is the one file that spells a key; the layers above name keys only through it.
+//!
+//! Inside the bucket [`BUCKET`]:
+//! * `todo/<id>` ([`todo_key`]) → one [`TodoRecord`] as JSON. One key per todo, so concurrent
+//!   creates never overwrite each other. The todo keys are the truth; everything else is derived
+//!   from them.
+//! * `meta/next-id` ([`NEXT_ID_KEY`]) → the id counter, only ever changed through `increment`: no
+//!   read-modify-write, no duplicate ids, and an id is never reused after a delete. Its value is
+//!   the highest id issued, so ids are dense apart from deleted ones.
+//! * `fence/<level>/<n>` ([`fence_key`]) and `index/<level>/<n>` ([`summary_key`]) → the id index
+//!   (`index.rs`): per range of ids, a fence counter and a summary of how many todos (and
+//!   completed ones) it holds.
+//!
+//! The todo's JSON lives here, below the index, because the index reads todos to count them;
+//! what a summary holds is the index's own business.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// The bucket the todo component opens.
+pub const BUCKET: &str = "default";
+/// Prefix of todo keys.
+pub const TODO_PREFIX: &str = "todo/";
+/// The id counter's key.
+pub const NEXT_ID_KEY: &str = "meta/next-id";
+
+/// The key of todo `id`.
+pub fn todo_key(id: u64) -> String {
+    format!("{TODO_PREFIX}{id}")
+}
+
+/// The key of the fence of index node `n` of `level`.
+pub fn fence_key(level: u8, n: u64) -> String {
+    format!("fence/{level}/{n}")
+}
+
+/// The key of the summary of index node `n` of `level`.
+pub fn summary_key(level: u8, n: u64) -> String {
+    format!("index/{level}/{n}")
+}
+
+/// A todo as the bucket holds it. Both APIs are views of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TodoRecord {
+    pub id: u64,
+    pub title: String,
+    pub completed: bool,
+    pub order: i64,
+    /// Only the legacy API shows it (`desc`).
+    #[serde(default)]
+    pub description: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The value todo key [`todo_key`]`(record.id)` holds.
+pub fn encode(record: &TodoRecord) -> Result<Vec<u8>, ApiError> {
+    // Strings, numbers and booleans always encode; were it ever to fail, nothing was written.
+    serde_json::to_vec(record)
+        .map_err(|err| ApiError::Store(format!("cannot encode todo {}: {err}", record.id)))
+}
+
+/// Decodes the value of todo key `key`.
+pub fn decode(key: &str, bytes: &[u8]) -> Result<TodoRecord, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|err| ApiError::Store(format!("the value of '{key}' is not a todo: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_spelled_as_stores_already_hold_them() {
+        assert_eq!(BUCKET, "default");
+        assert_eq!(todo_key(42), "todo/42");
+        assert_eq!(NEXT_ID_KEY, "meta/next-id");
+        assert_eq!(fence_key(3, 0), "fence/3/0");
+        assert_eq!(summary_key(1, 17), "index/1/17");
+    }
+
+    #[test]
+    fn a_todo_encodes_as_camel_case_json_and_decodes_back() -> Result<(), ApiError> {
+        let record = TodoRecord {
+            id: 7,
+            title: "t".into(),
+            completed: true,
+            order: -1,
+            description: String::new(),
+            created_at: "c".into(),
+            updated_at: "u".into(),
+        };
+        let bytes = encode(&record)?;
+        assert_eq!(
+            bytes,
+            br#"{"id":7,"title":"t","completed":true,"order":-1,"description":"","createdAt":"c","updatedAt":"u"}"#
+        );
+        assert_eq!(decode(&todo_key(7), &bytes)?, record);
+        Ok(())
+    }
+}
