@@ -37,7 +37,8 @@ pub struct Cli {
     /// SQLite stores: writes queued at once share one commit (true, the default); false commits
     /// each write alone (for comparison). Accepts true/false, on/off, 1/0.
     #[arg(long, global = true, env = "TODO_HOST_SQLITE_GROUP_COMMIT", default_value = "true",
-          value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
+          value_name = "BOOL", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub sqlite_group_commit: bool,
 
     /// Run this component (`.wasm`, of the `todo:app/app` world) instead of the embedded todo

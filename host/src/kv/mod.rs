@@ -295,7 +295,7 @@ pub fn store_help() -> String {
         .iter()
         .map(|backend| format!("`{}` ({})", backend.url_shape, backend.about))
         .collect();
-    format!("Key-value store: {}.", or_list(backends.into_iter()))
+    format!("Key-value store: {}", or_list(backends.into_iter()))
 }
 
 /// `a, b or c`.

@@ -76,7 +76,8 @@ fn install_debian_packages() -> Result<(), String> {
         .filter(|(command, _)| !on_path(command))
         .map(|(_, package)| *package)
         .collect();
-    if on_path("python3") && !Python::probe()?.has_pip {
+    // A machine without Python gets pip with it; one with Python may lack pip alone.
+    if !on_path("python3") || !Python::probe()?.has_pip {
         missing.push("python3-pip");
     }
     if missing.is_empty() {
