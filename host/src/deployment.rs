@@ -1,6 +1,6 @@
 //! What a runtime serves: components compiled, linked and granted their stores, on their routes.
 //!
-//! A [`Loader`] is the engine, linker and artifact cache of one runtime, made once; it turns an
+//! A `Loader` is the engine, linker and artifact cache of one runtime, made once; it turns an
 //! [`App`] (or one component) into a [`Deployment`] of [`LoadedComponent`]s, each with a
 //! `ProxyPre` that has resolved every import in advance. Loading compiles, so it is done at
 //! start-up or, for a reload, off the request path. Serving a deployment and swapping one in is

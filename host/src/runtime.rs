@@ -1,8 +1,8 @@
 //! The component runtime: the [`Runtime`] a host or an embedder holds, how it is made, how a
 //! new deployment is swapped in, and the per-request path.
 //!
-//! Made once ([`RuntimeBuilder`] for one component, [`Runtime::for_app`] for an app): a
-//! [`Loader`] (one `Engine` for the whole process, pooling allocator sized for
+//! Made once ([`RuntimeBuilder`] for one component, [`Runtime::for_app`] for an app): the
+//! `Loader` of `deployment.rs` (one `Engine` for the whole process, pooling allocator sized for
 //! `--max-concurrency`, epoch interruption, one epoch ticker thread, one `Linker` with WASI p2,
 //! `wasi:http` and our `wasi:keyvalue`), the components it loads, and one [`Admission`] limit
 //! for all of them.
