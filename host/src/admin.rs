@@ -10,6 +10,10 @@
 //!
 //! `SIGHUP` reloads too ([`reload_on_sighup`]). The public port never serves any of this: its
 //! paths all go to the components.
+//!
+//! Both triggers call [`Control::reload`], which holds what only the host knows (its config, its
+//! open stores): it re-reads the app, opens any store not open yet, and hands the rest to
+//! [`Runtime::reload`], which loads, smoke-tests and swaps in the new deployment.
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -3,8 +3,8 @@
 //!
 //! There is one way to start: `todo-host` alone is an app of one component (the embedded todo
 //! component, or `--component`) on every path, with `--store` as its store and `--public` as its
-//! files; `todo-host up` reads an app from a Spin-style manifest ([`crate::manifest`]). Both
-//! become an [`App`], which [`crate::Server::bind`] starts.
+//! files; `todo-host up` reads an app from a Spin-style manifest ([`crate::manifest`], which
+//! only reads and checks it). Both become an [`App`], which `Server::bind` starts.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use anyhow::Context;
 use crate::config::{AppSource, Config};
 use crate::engine::ComponentSource;
 use crate::kv::BackendConfig;
+use crate::manifest::{self, LoadedManifest};
 use crate::routes::Route;
 
 /// The store label of the command line's `--store`.
@@ -72,28 +73,46 @@ impl App {
                 runtime_config,
                 build,
             }) => {
-                let loaded = crate::manifest::load(manifest, runtime_config.as_deref())?;
+                let loaded = manifest::load(manifest, runtime_config.as_deref())?;
                 if *build {
-                    crate::manifest::run_builds(&loaded.builds).await?;
+                    manifest::run_builds(&loaded.builds).await?;
                 }
-                for component in &loaded.app.components {
-                    if let ComponentSource::File(path) = &component.source {
-                        let buildable = loaded.builds.iter().any(|b| b.component == component.id);
-                        anyhow::ensure!(
-                            path.is_file(),
-                            "component '{}': source {} does not exist{}",
-                            component.id,
-                            path.display(),
-                            if buildable && !*build {
-                                "; `todo-host up --build` runs its build command first"
-                            } else {
-                                ""
-                            }
-                        );
-                    }
+                for component in &loaded.components {
+                    let buildable = loaded.builds.iter().any(|b| b.component == component.id);
+                    anyhow::ensure!(
+                        component.source.is_file(),
+                        "component '{}': source {} does not exist{}",
+                        component.id,
+                        component.source.display(),
+                        if buildable && !*build {
+                            "; `todo-host up --build` runs its build command first"
+                        } else {
+                            ""
+                        }
+                    );
                 }
-                Ok(loaded.app)
+                Ok(Self::from_manifest(loaded))
             }
+        }
+    }
+
+    /// The app of a manifest: each component on its triggers' routes, reaching only the store
+    /// labels it names.
+    fn from_manifest(loaded: LoadedManifest) -> Self {
+        Self {
+            name: Some(loaded.name),
+            components: loaded
+                .components
+                .into_iter()
+                .map(|component| AppComponent {
+                    id: component.id,
+                    source: ComponentSource::File(component.source),
+                    routes: component.routes,
+                    key_value: KvGrant::Labels(component.key_value_stores),
+                    files: component.files,
+                })
+                .collect(),
+            backends: loaded.stores,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The wasmtime `Engine` and compiled code: engine settings (pooling allocator, epoch
-//! interruption), the one epoch ticker thread, and precompiled component artifacts with their
-//! cache.
+//! interruption), the one epoch ticker thread, the embedded todo component, and precompiled
+//! component artifacts with their cache.
 //!
 //! Compiling the todo component takes tens of milliseconds; loading a precompiled artifact
 //! takes a few. `todo-host` keeps artifacts in a cache directory, keyed by a hash of the engine's
@@ -15,6 +15,9 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::limits::{EPOCH_TICK, Limits};
+
+/// The todo component, built from `guest/` by `build.rs` and embedded in the binary.
+pub const TODO_COMPONENT: &[u8] = include_bytes!(env!("TODO_COMPONENT_WASM"));
 
 /// Core instances, memories and tables one component may have: a Rust component has a handful;
 /// room for fixtures and other toolchains.
@@ -46,7 +49,7 @@ pub enum ComponentSource {
 impl ComponentSource {
     /// The todo component embedded in this binary.
     pub fn embedded() -> Self {
-        ComponentSource::Wasm(crate::runtime::TODO_COMPONENT.to_vec())
+        ComponentSource::Wasm(TODO_COMPONENT.to_vec())
     }
 }
 
@@ -292,7 +295,7 @@ mod tests {
         // guest/build.rs: 4 MiB of initial memory, so that a page of todos needs no
         // `memory.grow` (two `mprotect` calls per instance that grows).
         let mut memories = Vec::new();
-        for payload in wasmparser::Parser::new(0).parse_all(crate::runtime::TODO_COMPONENT) {
+        for payload in wasmparser::Parser::new(0).parse_all(TODO_COMPONENT) {
             if let wasmparser::Payload::MemorySection(section) = payload? {
                 for memory in section {
                     memories.push(memory?.initial);
@@ -316,7 +319,7 @@ mod tests {
     fn a_cached_artifact_is_reused_and_keyed_by_the_component() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let engine = new(&Limits::default(), true)?;
-        let wasm = crate::runtime::TODO_COMPONENT.to_vec();
+        let wasm = TODO_COMPONENT.to_vec();
         load(
             &engine,
             &ComponentSource::Wasm(wasm.clone()),
@@ -360,10 +363,7 @@ mod tests {
             .collect::<Result<_, _>>()?;
         let ours = kept.iter().filter(|name| name.starts_with(&key)).count();
         assert_eq!(ours, CACHED_ARTIFACTS_PER_ENGINE, "{kept:?}");
-        let fresh = format!(
-            "{key}-{}.cwasm",
-            content_key(crate::runtime::TODO_COMPONENT)
-        );
+        let fresh = format!("{key}-{}.cwasm", content_key(TODO_COMPONENT));
         assert!(kept.contains(&fresh), "the new artifact is kept: {kept:?}");
         assert!(
             other_engine.exists(),
@@ -376,7 +376,7 @@ mod tests {
     fn a_corrupt_cached_artifact_is_replaced() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let engine = new(&Limits::default(), true)?;
-        let wasm = crate::runtime::TODO_COMPONENT.to_vec();
+        let wasm = TODO_COMPONENT.to_vec();
         let path = dir.path().join(format!(
             "{}-{}.cwasm",
             engine_key(&engine),

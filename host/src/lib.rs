@@ -6,15 +6,26 @@
 //! * [`config`]: the command line and the plain [`Config`] it becomes (every flag parsed and
 //!   checked there, `--store` into a typed [`kv::BackendConfig`]).
 //! * [`app`]: what to run, as an [`App`]: the command line's one component, or the app of a
-//!   Spin-style manifest ([`manifest`], which also runs `up --build`'s build commands).
+//!   Spin-style manifest ([`manifest`] reads and checks it, and runs `up --build`'s build
+//!   commands; it knows nothing of [`App`]).
 //! * [`server`]: [`Server::bind`] opens the app's stores, builds its [`Runtime`] and binds the
 //!   socket; then the accept loop and graceful shutdown.
-//! * [`builder`]: one engine, linker, epoch ticker and admission limit per process; each
-//!   component compiled (or loaded from the artifact cache, [`engine`]) and pre-instantiated.
-//! * [`routes`]: which component answers which path.
-//! * [`admin`]: the admin listener (metrics, health, readiness) and reloads (`SIGHUP`, `POST
-//!   /admin/reload`), which swap a new [`runtime::Deployment`] in without dropping a request;
-//!   [`metrics`]: what is counted; [`logging`]: where log lines go (the access log in batches).
+//! * [`engine`]: one engine and epoch ticker per process, the embedded todo component, and
+//!   compiling (or loading from the artifact cache).
+//! * [`deployment`]: one linker per engine; each component pre-instantiated and granted its
+//!   stores, on its routes ([`routes`]: which component answers which path).
+//! * [`runtime`]: the [`Runtime`] and all its methods: made by [`RuntimeBuilder`] (one
+//!   component) or [`Runtime::for_app`], with one admission limit; [`Runtime::reload`] loads a
+//!   new [`deployment::Deployment`] and swaps it in without dropping a request.
+//! * [`admin`]: the admin listener (metrics, health, readiness) and the reload triggers
+//!   (`SIGHUP`, `POST /admin/reload`), which re-read the app, open any new store and call
+//!   [`Runtime::reload`]; [`metrics`]: what is counted; [`logging`]: where log lines go (the
+//!   access log in batches).
+//!
+//! Imports run one way, down this list: `server` → `admin` → `runtime` → `deployment` → `app` →
+//! `manifest`, `config` → `engine` → the rest (routes, limits, metrics, logging, the request
+//! path and the data below); no module imports through this file's re-exports, which are for
+//! outside users.
 //!
 //! The request path, in the order a request meets it ([`runtime`] reads top to bottom):
 //! * [`admission`]: one concurrency limit for the whole host;
@@ -78,8 +89,8 @@
 pub mod admin;
 pub mod admission;
 pub mod app;
-pub mod builder;
 pub mod config;
+pub mod deployment;
 pub mod engine;
 pub mod exchange;
 pub mod incoming;
@@ -96,7 +107,6 @@ pub mod state;
 pub mod wasi_keyvalue;
 
 pub use app::App;
-pub use builder::RuntimeBuilder;
 pub use config::Config;
-pub use runtime::Runtime;
+pub use runtime::{Runtime, RuntimeBuilder};
 pub use server::Server;

@@ -35,6 +35,9 @@
 //! beside the manifest; a SQLite file's missing folders (`.spin/`) are created on start. Every
 //! mistake (an unknown label, a route to no component, a missing
 //! source) fails at start-up with a message that names it.
+//!
+//! This file reads and checks, and knows nothing of how an app runs: `app.rs` turns a
+//! [`LoadedManifest`] into the app the host starts.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -42,17 +45,35 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::app::{App, AppComponent, KvGrant};
-use crate::engine::ComponentSource;
 use crate::kv::BackendConfig;
 use crate::routes::Route;
 
-/// A manifest, read and checked: the app, and how to build its components.
+/// A manifest, read and checked: its components, the stores they use, and how to build them.
 #[derive(Debug)]
 pub struct LoadedManifest {
-    pub app: App,
+    /// `[application] name`.
+    pub name: String,
+    /// In the manifest's order (by name).
+    pub components: Vec<ManifestComponent>,
+    /// Store label → where it lives: the runtime config's entries, and `default` when a
+    /// component uses it without one.
+    pub stores: BTreeMap<String, BackendConfig>,
     /// Each component's `[component.NAME.build]`, in the manifest's order.
     pub builds: Vec<BuildStep>,
+}
+
+/// One `[component.NAME]`, with the routes its triggers give it.
+#[derive(Debug, Clone)]
+pub struct ManifestComponent {
+    pub id: String,
+    /// The component file, relative paths joined to the manifest's folder. It need not exist
+    /// yet: it may be what the component's build makes.
+    pub source: PathBuf,
+    pub routes: Vec<Route>,
+    /// The store labels it may open, each a bucket of its own.
+    pub key_value_stores: Vec<String>,
+    /// A host directory mounted read-only, and where the guest sees it.
+    pub files: Option<(PathBuf, String)>,
 }
 
 /// A component's build command, as `spin build` runs it.
@@ -228,10 +249,10 @@ pub fn load(manifest: &Path, runtime_config: Option<&Path>) -> anyhow::Result<Lo
                 workdir: base.join(build.workdir.unwrap_or_default()),
             });
         }
-        components.push(AppComponent {
+        components.push(ManifestComponent {
             routes: routes.remove(&id).unwrap_or_default(),
-            source: ComponentSource::File(base.join(&spec.source)),
-            key_value: KvGrant::Labels(spec.key_value_stores),
+            source: base.join(&spec.source),
+            key_value_stores: spec.key_value_stores,
             id,
             files,
         });
@@ -243,11 +264,9 @@ pub fn load(manifest: &Path, runtime_config: Option<&Path>) -> anyhow::Result<Lo
         );
     }
     Ok(LoadedManifest {
-        app: App {
-            name: Some(parsed.application.name),
-            components,
-            backends: stores,
-        },
+        name: parsed.application.name,
+        components,
+        stores,
         builds,
     })
 }

@@ -1,9 +1,11 @@
-//! The component runtime: what is made once, and the per-request path.
+//! The component runtime: the [`Runtime`] a host or an embedder holds, how it is made, how a
+//! new deployment is swapped in, and the per-request path.
 //!
-//! Once ([`crate::RuntimeBuilder`]): one `Engine` for the whole process (pooling allocator sized
-//! for `--max-concurrency`, epoch interruption, one epoch ticker thread), one `Linker` with WASI
-//! p2, `wasi:http` and our `wasi:keyvalue`, and per component a [`ProxyPre`] that has resolved
-//! every import in advance; one [`Admission`] limit for all of them.
+//! Made once ([`RuntimeBuilder`] for one component, [`Runtime::for_app`] for an app): the
+//! `Loader` of `deployment.rs` (one `Engine` for the whole process, pooling allocator sized for
+//! `--max-concurrency`, epoch interruption, one epoch ticker thread, one `Linker` with WASI p2,
+//! `wasi:http` and our `wasi:keyvalue`), the components it loads, and one [`Admission`] limit
+//! for all of them.
 //!
 //! The components on their routes are a [`Deployment`], swapped whole by [`Runtime::reload`]: a
 //! request takes the deployment current when it starts and finishes on it, and every request
@@ -14,36 +16,37 @@
 //! 1. the route picks a component (404 when none serves the path);
 //! 2. admission: a slot among `--max-concurrency`, or 503 after a short wait ([`crate::admission`]);
 //! 3. the request head is checked and its body read within the limits ([`crate::incoming`]);
-//! 4. a new `Store` with fresh [`RequestState`] and its limits (memory, epoch deadline), an
-//!    instance from the `ProxyPre`, and `wasi:http/incoming-handler.handle`;
+//! 4. a new `Store` with fresh [`RequestState`](crate::state::RequestState) and its limits
+//!    (memory, epoch deadline), an instance from the `ProxyPre`, and
+//!    `wasi:http/incoming-handler.handle`;
 //! 5. the guest's response is read whole beside the running guest ([`crate::exchange`]);
 //!    every failure becomes a JSON answer ([`crate::refusal`]);
 //! 6. the store is dropped: the instance, its memory and its resources are gone.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use anyhow::Context as _;
 use bytes::Bytes;
 use tokio::time::Instant;
-use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi_http::WasiHttpView as _;
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::admission::{Admission, Slot};
+use crate::app::{App, PUBLIC_MOUNT};
+use crate::deployment::{Deployment, LoadedComponent, Loader};
+use crate::engine::{self, ComponentSource};
 use crate::exchange::Exchange;
 use crate::incoming::read_request;
+use crate::kv::{KvBackend, memory::MemoryBackend};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::refusal::{GuestOutcome, Refusal};
-use crate::routes::RouteTable;
-use crate::state::RequestState;
+use crate::routes::Route;
 use crate::wasi_keyvalue::KvAccess;
-
-/// The todo component, built from `guest/` by `build.rs` and embedded in the binary.
-pub const TODO_COMPONENT: &[u8] = include_bytes!(env!("TODO_COMPONENT_WASM"));
 
 /// Time the host allows past the guest's deadline for its own work (answering, cleaning up)
 /// before it gives up on an instance that is stuck outside wasm, e.g. in a host call.
@@ -52,10 +55,8 @@ const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(25
 /// The engine, the deployment of components, the admission limit and the per-request limits:
 /// all a request needs.
 pub struct Runtime {
-    /// The engine and linker every component of every deployment is loaded with.
-    pub(crate) engine: wasmtime::Engine,
-    pub(crate) linker: wasmtime::component::Linker<RequestState>,
-    pub(crate) cache_dir: Option<PathBuf>,
+    /// What every deployment of this runtime is loaded with: its engine, linker and cache.
+    loader: Loader,
     deployment: RwLock<Arc<Deployment>>,
     admission: Admission,
     limits: Limits,
@@ -65,118 +66,35 @@ pub struct Runtime {
     access_log: bool,
 }
 
-/// The components a runtime serves now, on their routes.
-pub struct Deployment {
-    routes: RouteTable<Arc<LoadedComponent>>,
-    components: Vec<Arc<LoadedComponent>>,
-}
-
-impl Deployment {
-    pub(crate) fn new(components: Vec<(Arc<LoadedComponent>, Vec<crate::routes::Route>)>) -> Self {
-        let mut routes = Vec::new();
-        for (component, on) in &components {
-            routes.extend(on.iter().map(|route| (route.clone(), component.clone())));
-        }
-        Self {
-            routes: RouteTable::new(routes),
-            components: components.into_iter().map(|(c, _)| c).collect(),
-        }
-    }
-
-    /// Each component's id and content hash.
-    pub fn identities(&self) -> Vec<(String, String)> {
-        self.components
-            .iter()
-            .map(|c| (c.id.clone(), c.hash.clone()))
-            .collect()
-    }
-}
-
-/// One component, compiled and linked, with what its instances may reach.
-pub struct LoadedComponent {
-    pub id: String,
-    /// A hash of the component's bytes: which build this is.
-    pub hash: String,
-    /// Where a smoke request goes before this component is swapped in: its first route.
-    pub(crate) smoke_path: String,
-    pre: ProxyPre<RequestState>,
-    kv_access: Arc<KvAccess>,
-    mount: Option<(PathBuf, String)>,
-}
-
-impl LoadedComponent {
-    pub(crate) fn new(
-        id: String,
-        hash: String,
-        smoke_path: String,
-        pre: ProxyPre<RequestState>,
-        kv_access: KvAccess,
-        mount: Option<(PathBuf, String)>,
-    ) -> Self {
-        Self {
-            id,
-            hash,
-            smoke_path,
-            pre,
-            kv_access: Arc::new(kv_access),
-            mount,
-        }
-    }
-
-    /// A new store for one request: fresh state, the memory limit, and the deadline, checked
-    /// every epoch tick (the guest yields its thread to other requests at each tick and is
-    /// interrupted with a trap past `deadline`).
-    fn new_store(
-        &self,
-        limits: &Limits,
-        deadline: Instant,
-        kv_calls: Arc<AtomicU32>,
-    ) -> wasmtime::Result<Store<RequestState>> {
-        let mount = self
-            .mount
-            .as_ref()
-            .map(|(dir, guest)| (dir.as_path(), guest.as_str()));
-        let state = RequestState::new(self.kv_access.clone(), limits, mount, kv_calls)?;
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|state| state.limiter());
-        let deadline = deadline.into_std();
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if std::time::Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
-        });
-        Ok(store)
-    }
-}
-
 impl Runtime {
     /// A builder with every part at its default: the embedded todo component on every path, an
     /// in-memory store, [`Limits::default`].
-    pub fn builder() -> crate::RuntimeBuilder {
-        crate::RuntimeBuilder::default()
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
     }
 
-    pub(crate) fn new(
-        engine: wasmtime::Engine,
-        linker: wasmtime::component::Linker<RequestState>,
-        cache_dir: Option<PathBuf>,
-        deployment: Deployment,
-        admission: Admission,
+    /// The runtime of `app`: its components on their routes, each reaching only the stores it
+    /// is granted among the opened `backends` (label → backend), all held to one `limits`.
+    pub fn for_app(
+        app: &App,
+        backends: &HashMap<String, Arc<dyn KvBackend>>,
         limits: Limits,
-    ) -> Self {
+        cache_dir: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let loader = Loader::start(&limits, true, cache_dir.map(Path::to_path_buf))?;
+        let deployment = loader.load_app(app, backends)?;
+        Ok(Self::new(loader, deployment, limits))
+    }
+
+    fn new(loader: Loader, deployment: Deployment, limits: Limits) -> Self {
         let metrics = Arc::new(Metrics::new());
         for (id, hash) in deployment.identities() {
             metrics.component_loaded(&id, &hash, None);
         }
         Self {
-            engine,
-            linker,
-            cache_dir,
+            loader,
             deployment: RwLock::new(Arc::new(deployment)),
-            admission,
+            admission: Admission::new(limits.max_concurrency, limits.queue_timeout),
             limits,
             public_url: None,
             metrics,
@@ -210,6 +128,148 @@ impl Runtime {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Makes every request look addressed to `base` (`https://todo.example.com`), for a host
+    /// behind a proxy: the component builds absolute URLs from it, whatever `Host` said.
+    pub fn with_public_url(mut self, base: Option<http::uri::Uri>) -> Self {
+        self.public_url = base;
+        self
+    }
+}
+
+/// Builds a [`Runtime`] of one component on every path: `Runtime::builder().backend(kv).build()?`.
+/// Unset parts default to the embedded todo component, an in-memory store, [`Limits::default`],
+/// no public folder, no artifact cache and the tuned instance pool.
+pub struct RuntimeBuilder {
+    component: ComponentSource,
+    kv_access: Option<KvAccess>,
+    limits: Limits,
+    mount: Option<(PathBuf, String)>,
+    cache_dir: Option<PathBuf>,
+    tuned_pool: bool,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        Self {
+            component: ComponentSource::embedded(),
+            kv_access: None,
+            limits: Limits::default(),
+            mount: None,
+            cache_dir: None,
+            tuned_pool: true,
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    /// Runs this component (binary `.wasm` of the `todo:app/app` world, or of any world that
+    /// needs no more imports) instead of the embedded todo component.
+    pub fn component(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.component = ComponentSource::Wasm(bytes.into());
+        self
+    }
+
+    /// Runs the component precompiled at `path` by [`RuntimeBuilder::precompile_to`] (or by
+    /// `todo-host` into its cache), for a cold start without compiling. The file must come from
+    /// this same host build: a precompiled artifact is trusted native code.
+    pub fn precompiled(mut self, path: impl Into<PathBuf>) -> Self {
+        self.component = ComponentSource::Precompiled(path.into());
+        self
+    }
+
+    /// Keeps the data in backend `kv`: the component may open any bucket there.
+    pub fn backend(mut self, kv: Arc<dyn KvBackend>) -> Self {
+        self.kv_access = Some(KvAccess::AnyBucket(kv));
+        self
+    }
+
+    /// Lets the component open only these store labels, each in its own backend (an app
+    /// manifest's `key_value_stores`); any other label is `access-denied`.
+    pub fn granted_labels(mut self, labels: HashMap<String, Arc<dyn KvBackend>>) -> Self {
+        self.kv_access = Some(KvAccess::Labels(labels));
+        self
+    }
+
+    /// Holds every request to `limits`.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Mounts `dir` read-only into every instance at `/public`.
+    pub fn public_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.mount = dir.map(|dir| (dir, PUBLIC_MOUNT.to_string()));
+        self
+    }
+
+    /// Mounts host directory `dir` read-only into every instance at `guest_path`.
+    pub fn mount(mut self, dir: PathBuf, guest_path: String) -> Self {
+        self.mount = Some((dir, guest_path));
+        self
+    }
+
+    /// Caches the compiled component in `dir`, keyed by the engine's settings and the
+    /// component's bytes: the next start with the same component loads it instead of compiling.
+    pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+
+    /// Whether the instance pool keeps memory resident between instances (the default); off
+    /// only to measure what the tuning buys.
+    pub fn tuned_pool(mut self, tuned: bool) -> Self {
+        self.tuned_pool = tuned;
+        self
+    }
+
+    /// Compiles the component and writes it to `path` as a precompiled artifact for
+    /// [`RuntimeBuilder::precompiled`].
+    pub fn precompile_to(&self, path: &Path) -> anyhow::Result<()> {
+        let engine = engine::new(&self.limits, self.tuned_pool)?;
+        engine::precompile_to(&engine, &self.component, path)
+    }
+
+    /// Compiles (or loads) the component and links it: everything a request will not have to
+    /// do again.
+    pub fn build(self) -> anyhow::Result<Runtime> {
+        let kv_access = self
+            .kv_access
+            .unwrap_or_else(|| KvAccess::AnyBucket(Arc::new(MemoryBackend::new())));
+        let loader = Loader::start(&self.limits, self.tuned_pool, self.cache_dir)?;
+        let every_path = Route::Prefix(String::new());
+        let component = loader.load_component(
+            "component",
+            &self.component,
+            &every_path,
+            kv_access,
+            self.mount,
+        )?;
+        let deployment = Deployment::new(vec![(Arc::new(component), vec![every_path])]);
+        Ok(Runtime::new(loader, deployment, self.limits))
+    }
+}
+
+/// A reload: the new deployment loaded beside the running one, tried, and swapped in.
+impl Runtime {
+    /// Loads `app` with this runtime's engine and linker, off the request path (compiling takes
+    /// a core for a while), then [`Runtime::swap_in`]: the zero-downtime deploy. Fails, changing
+    /// nothing, when a component does not load, does not link, or fails its smoke request.
+    ///
+    /// What the host reloads (re-reading its manifest, opening stores it did not have open) is
+    /// `admin.rs`'s `Control::reload`, which calls this.
+    pub async fn reload(
+        &self,
+        app: &App,
+        backends: &HashMap<String, Arc<dyn KvBackend>>,
+    ) -> anyhow::Result<()> {
+        let loader = self.loader.clone();
+        let (app, backends) = (app.clone(), backends.clone());
+        let next = tokio::task::spawn_blocking(move || loader.load_app(&app, &backends))
+            .await
+            .context("the loading task failed")??;
+        self.swap_in(next).await
     }
 
     /// Swaps in `next` after answering a smoke request with each of its components (a `GET` of
@@ -265,14 +325,10 @@ impl Runtime {
         }
         Ok(())
     }
+}
 
-    /// Makes every request look addressed to `base` (`https://todo.example.com`), for a host
-    /// behind a proxy: the component builds absolute URLs from it, whatever `Host` said.
-    pub fn with_public_url(mut self, base: Option<http::uri::Uri>) -> Self {
-        self.public_url = base;
-        self
-    }
-
+/// The request path, top to bottom.
+impl Runtime {
     /// Serves one request with a fresh instance of the component its path routes to. Every
     /// failure, of the client or of the guest, becomes a JSON answer here; none reaches the
     /// connection or the host.
