@@ -36,8 +36,8 @@
 //! * [`refusal`]: every answer the host gives itself, as JSON.
 //!
 //! The data:
-//! * [`kv`]: the [`kv::KvBackend`] seam and one file per backend (memory, SQLite, Redis), each
-//!   registered once in [`kv::BACKENDS`];
+//! * [`kv`]: the [`kv::KvBackend`] seam and one file per backend (memory, SQLite, Redis; NATS,
+//!   the largest, a folder), each registered once in [`kv::BACKENDS`];
 //! * [`wasi_keyvalue`]: the WIT face of the store, `wasi:keyvalue` in both drafts, on a backend.
 //!
 //! Words: a *backend* is where key-value data lives (`--store` names one); a *store label* is
