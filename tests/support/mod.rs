@@ -5,6 +5,7 @@
 
 pub mod api_cases;
 pub mod browser;
+pub mod draft2;
 pub mod nats;
 pub mod platforms;
 pub mod redis;
