@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use support::draft2::check_cas_increment_and_cursors;
 use support::nats::{NatsCluster, NatsServer};
-use support::{HOST_BIN, Host, create_concurrently, fixture};
+use support::{HOST_BIN, Host, create_concurrently};
 
 /// The todo component's bucket, as NATS names its stream.
 const TODO_STREAM: &str = "KV_default";
@@ -376,19 +377,7 @@ fn six_hundred_concurrent_creates_over_three_hosts_on_nats_give_600_distinct_ids
 #[test]
 fn draft2_compare_and_swap_increments_and_cursors_on_nats() -> anyhow::Result<()> {
     let nats = NatsServer::start()?;
-    let cas = fixture("cas")?.display().to_string();
-    let host = Host::start(&["--store", &nats.url(), "--component", &cas])?;
-    let text =
-        |path: &str| -> anyhow::Result<String> { Ok(host.request("GET", path, None)?.text()) };
-    assert_eq!(text("/cas-ok")?, r#"swapped, now=Some(Ok("after"))"#);
-    assert_eq!(
-        text("/cas-race")?,
-        r#"cas-failed, seen=Some(Ok("before")), now=Some(Ok("someone else"))"#,
-        "a swap over a newer value must fail and leave it"
-    );
-    assert_eq!(text("/increment")?, "5 -3");
-    assert_eq!(text("/list")?, "1502", "1,500 keys plus `k` and `n`");
-    Ok(())
+    check_cas_increment_and_cursors(&nats.url())
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! A real headless Chromium, driven over the W3C WebDriver protocol through `chromedriver`
-//! (Debian's `chromium` and `chromium-driver`). The protocol is plain JSON over HTTP, so this
-//! small client needs nothing beyond the HTTP client the tests already use.
+//! (Debian's `chromium` and `chromium-driver`; `cargo xtask setup` installs them). The protocol
+//! is plain JSON over HTTP, so this small client needs nothing beyond the HTTP client the tests
+//! already use.
 //!
 //! Why not `fantoccini` or `thirtyfour`: both are async and bring their own HTTP stack (hyper or
 //! reqwest on tokio) beside the blocking `ureq` every other test speaks, to send the dozen
@@ -15,6 +16,8 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
+
+use super::tools::install_hint;
 
 /// The key WebDriver uses for element references.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -45,10 +48,15 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context(
-                "cannot start chromedriver: the browser tests need Debian's chromium and \
-                 chromium-driver (apt-get install chromium chromium-driver; .ci/run installs them)",
-            )?;
+            .with_context(|| {
+                format!(
+                    "cannot start chromedriver: {}",
+                    install_hint(
+                        "the browser tests need Debian's chromium and chromium-driver",
+                        "apt-get install chromium chromium-driver"
+                    )
+                )
+            })?;
         let profile = tempfile::tempdir()?;
         let mut browser = Self {
             driver,

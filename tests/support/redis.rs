@@ -1,8 +1,10 @@
 //! A real `redis-server`, started by a test on a free loopback port and stopped when dropped.
 //! No mock: the Redis backend is tested against the server users run.
+//!
+//! The binary is `redis-server` on `PATH` (Debian's `redis-server` package; `cargo xtask setup`
+//! installs it with every other tool the tests need).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,9 +56,12 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
+            // The wording of `tools::install_hint`, written out: `host/tests/kv_conformance.rs`
+            // compiles this file on its own, beside `nats.rs`, which declares `tools`.
             .context(
                 "cannot start redis-server: the Redis tests need it on PATH \
-                 (Debian: apt-get install redis-server; .ci/run installs it)",
+                 (apt-get install redis-server, or `cargo xtask setup`, which installs every \
+                 tool the tests need)",
             )?;
         self.child = Some(child);
         wait_for_pong(self.port, self.dir.path())
@@ -85,11 +90,23 @@ fn wait_for_pong(port: u16, dir: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// How long a `PING` may take to connect, and then to be answered: short, so that a server that
+/// accepts but does not answer yet is asked again rather than waited on.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Does the server on `port` answer `PING` with `PONG`? Asked with the `redis` crate's blocking
+/// client, which no cargo feature gates: the tests must not enable features of `todo-host`'s
+/// dependencies that its normal build does not have.
 fn ping(port: u16) -> anyhow::Result<bool> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
-    stream.write_all(b"PING\r\n")?;
-    let mut answer = [0u8; 7];
-    stream.read_exact(&mut answer)?;
-    Ok(&answer == b"+PONG\r\n")
+    let url = format!("redis://127.0.0.1:{port}");
+    let client = ::redis::Client::open(url.as_str()).with_context(|| format!("bad URL {url}"))?;
+    let mut connection = client
+        .get_connection_with_timeout(PING_TIMEOUT)
+        .with_context(|| format!("cannot connect to {url}"))?;
+    connection.set_read_timeout(Some(PING_TIMEOUT))?;
+    connection.set_write_timeout(Some(PING_TIMEOUT))?;
+    let answer: String = ::redis::cmd("PING")
+        .query(&mut connection)
+        .with_context(|| format!("PING {url}"))?;
+    Ok(answer == "PONG")
 }

@@ -2,16 +2,20 @@
 //! and called directly by a hyper server, on the same `KvBackend`. No wasm, no instance: the limit
 //! `todo-host` is measured against.
 //!
-//! `native-baseline [--listen ADDR] [--store URL]`; prints the same start-up line as `todo-host`.
+//! `native-baseline [--listen ADDR] [--store URL]` (`--help` says more); prints the same start-up
+//! line as `todo-host`.
 
 // The allocator `todo-host` runs with: the two differ in wasm, not in malloc.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context;
 use bytes::Bytes;
+use clap::Parser;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::StatusCode;
 use hyper::header::{HeaderName, HeaderValue};
@@ -23,23 +27,36 @@ use todo_host::kv::KvBackend;
 use todo_host::limits::DEFAULT_MAX_BODY;
 use tokio::net::TcpListener;
 
+/// Where it listens unless told otherwise: loopback, on the port after `todo-host`'s 3001, so
+/// the two can run side by side.
+const DEFAULT_LISTEN: &str = "127.0.0.1:3002";
+/// The store unless told otherwise: memory, which needs nothing set up.
+const DEFAULT_STORE: &str = "memory://";
+
+/// The todo logic compiled natively and called directly by a hyper server, on the same key-value
+/// stores as `todo-host`: the baseline `bench/run.sh` measures `todo-host` against.
+#[derive(Debug, Parser)]
+#[command(name = "native-baseline")]
+struct Cli {
+    /// Address to listen on (`HOST:PORT`; port 0 picks a free one).
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+
+    /// Key-value store, as `todo-host --store` takes it: `memory://`, `sqlite://PATH`,
+    /// `redis://HOST:PORT[/DB]` or `nats://HOST:PORT[,HOST:PORT...]`.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_STORE)]
+    store: String,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut listen = "127.0.0.1:3002".to_string();
-    let mut store = "memory://".to_string();
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--listen" => listen = value,
-            "--store" => store = value,
-            other => anyhow::bail!("unknown flag {other}: use --listen ADDR and --store URL"),
-        }
-    }
-    let backend = todo_host::kv::open(&store).await?;
-    let listener = TcpListener::bind(&listen).await?;
+    let cli = Cli::parse();
+    let backend = todo_host::kv::open(&cli.store)
+        .await
+        .with_context(|| format!("cannot open the store {}", cli.store))?;
+    let listener = TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cli.listen))?;
     println!(
         "Serving HTTP on http://{}/ (store: {}, native baseline)",
         listener.local_addr()?,

@@ -3,8 +3,8 @@
 //! serde_json. `bench/run.sh` compares `todo-host` against it, so that the published "wasm tax"
 //! is measured against a plain server, not against our own harness.
 //!
-//! `plain-native [--listen ADDR] [--store memory://]`; prints the same start-up line as
-//! `todo-host` and `native-baseline`.
+//! `plain-native [--listen ADDR] [--store memory://]` (`--help` says more); prints the same
+//! start-up line as `todo-host` and `native-baseline`.
 //!
 //! | route | answer (as the component answers it) |
 //! |---|---|
@@ -35,7 +35,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use anyhow::Context;
 use bytes::Bytes;
+use clap::{Parser, ValueEnum};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
@@ -57,30 +59,43 @@ const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const ANY_ORIGIN: HeaderValue = HeaderValue::from_static("*");
 const EXPOSED: HeaderValue = HeaderValue::from_static("Link, X-Total-Count, X-Active-Count");
 
+/// Where it listens unless told otherwise: loopback, on the port after `native-baseline`'s 3002.
+const DEFAULT_LISTEN: &str = "127.0.0.1:3003";
+
+/// The todo API written plainly (hyper, a `Mutex<BTreeMap>`, serde_json) with the todos in
+/// memory: the native floor `bench/run.sh` measures `todo-host` against.
+#[derive(Debug, Parser)]
+#[command(name = "plain-native")]
+struct Cli {
+    /// Address to listen on (`HOST:PORT`; port 0 picks a free one).
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+
+    /// Where the todos are kept: only `memory://`. Taken so that `bench/run.sh` can start every
+    /// server with the same flags; any other store is refused rather than ignored.
+    #[arg(long, value_name = "URL", value_enum, default_value = "memory://")]
+    store: Store,
+}
+
+/// The stores `--store` accepts.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Store {
+    /// One `Mutex<BTreeMap>` in this process, lost on exit.
+    #[value(name = "memory://")]
+    Memory,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut listen = "127.0.0.1:3003".to_string();
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--listen" => listen = value,
-            "--store" if value == "memory://" => {}
-            "--store" => anyhow::bail!(
-                "unsupported store '{value}': plain-native keeps its todos in memory only \
-                 (--store memory://)"
-            ),
-            other => anyhow::bail!("unknown flag {other}: use --listen ADDR and --store memory://"),
-        }
-    }
-    let address: SocketAddr = listen
-        .parse()
-        .map_err(|err| anyhow::anyhow!("--listen '{listen}' is not an address: {err}"))?;
-    let listener = TcpListener::bind(address).await?;
+    let cli = Cli::parse();
+    let listener = TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cli.listen))?;
+    let store = match cli.store {
+        Store::Memory => "memory",
+    };
     println!(
-        "Serving HTTP on http://{}/ (store: memory, plain native)",
+        "Serving HTTP on http://{}/ (store: {store}, plain native)",
         listener.local_addr()?
     );
     let todos = Arc::new(Todos::default());
