@@ -55,7 +55,7 @@ pub use listing::LEADER_PAGE;
 use listing::Listed;
 pub use retry::{ATTEMPT_TIMEOUT, MAX_RECONNECT_DELAY, OPERATION_TIMEOUT};
 use retry::{
-    Attempt, is_leaderless, is_wrong_last_sequence, jitter, publish_attempt, read_attempt,
+    Attempt, is_leaderless, is_wrong_last_sequence, publish_attempt, race_pauses, read_attempt,
 };
 use url::NatsUrl;
 
@@ -498,7 +498,8 @@ impl NatsBackend {
         // Increments of one key from this process go one at a time: they would only race each
         // other. The slot remembers what the last one wrote, so the next skips the read.
         let mut last = slot.lock().await;
-        for attempt in 0u32.. {
+        let mut pauses = race_pauses();
+        loop {
             let (current, revision) = match *last {
                 Some(known) => known,
                 None => match self.read(&open, key).await? {
@@ -528,7 +529,7 @@ impl NatsBackend {
                     // Another host wrote it: read again, after a short random pause so that
                     // hosts racing for one counter spread out.
                     *last = None;
-                    tokio::time::sleep(jitter(attempt)).await;
+                    tokio::time::sleep(pauses.next().unwrap_or_default()).await;
                 }
                 Err(WriteFailure::Failed(err)) => {
                     *last = None;
@@ -536,7 +537,6 @@ impl NatsBackend {
                 }
             }
         }
-        unreachable!("the loop only ends by returning")
     }
 
     async fn compare_and_swap_in(
@@ -547,7 +547,8 @@ impl NatsBackend {
         value: &[u8],
     ) -> Result<bool, KvError> {
         let open = self.bucket(bucket).await?;
-        for attempt in 0u32.. {
+        let mut pauses = race_pauses();
+        loop {
             let current = self.read(&open, key).await?;
             let (matches, revision) = match (&current, expected) {
                 (Some(current), Some(expected)) if current.live => {
@@ -571,11 +572,12 @@ impl NatsBackend {
             {
                 Ok(_) => return Ok(true),
                 // Written meanwhile: swap only if it still holds what the caller saw.
-                Err(WriteFailure::Raced) => tokio::time::sleep(jitter(attempt)).await,
+                Err(WriteFailure::Raced) => {
+                    tokio::time::sleep(pauses.next().unwrap_or_default()).await;
+                }
                 Err(WriteFailure::Failed(err)) => return Err(err),
             }
         }
-        unreachable!("the loop only ends by returning")
     }
 }
 
