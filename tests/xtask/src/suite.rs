@@ -148,11 +148,38 @@ fn rebuilt_dependencies(log: &str) -> Vec<String> {
         .collect()
 }
 
-/// `cargo` as the one that runs us (rustup's proxy picks the same toolchain), with `path`.
+/// `cargo` as the one that runs us (rustup's proxy picks the same toolchain), with `path`, and
+/// without what `cargo run` set for this process: a build script that watches one of those
+/// variables (ring's watches `CARGO_MANIFEST_DIR`) would see it change between our builds and the
+/// user's own `cargo run -p todo-host`, and that would compile ring, rustls, async-nats and
+/// todo-host again.
 fn cargo(path: &OsString) -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.current_dir(setup::workspace()).env("PATH", path);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_") || name.starts_with("CARGO_MANIFEST_") {
+            command.env_remove(&*name);
+        }
+    }
+    match library_path_without_cargo_run(std::env::var_os("LD_LIBRARY_PATH")) {
+        Some(kept) => command.env("LD_LIBRARY_PATH", kept),
+        None => command.env_remove("LD_LIBRARY_PATH"),
+    };
     command
+}
+
+/// `LD_LIBRARY_PATH` less the folders `cargo run` put in front (the target folder's and the
+/// toolchain's libraries); `None` when nothing else is left.
+fn library_path_without_cargo_run(value: Option<OsString>) -> Option<OsString> {
+    let target = setup::workspace().join("target");
+    let kept: Vec<PathBuf> = std::env::split_paths(&value?)
+        .filter(|dir| !dir.starts_with(&target) && !dir.to_string_lossy().contains("/toolchains/"))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    std::env::join_paths(kept).ok()
 }
 
 /// `PATH` with pip's scripts folder first, where the PyPI tools are.
@@ -172,6 +199,8 @@ fn join(args: &[&String]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]
@@ -199,6 +228,34 @@ mod tests {
                 failed: 3
             }
         );
+    }
+
+    #[test]
+    fn nested_cargo_gets_none_of_what_cargo_run_set() {
+        // Test binaries run with the same variables `cargo run` sets.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let command = cargo(&OsString::from("/bin"));
+        let removed: Vec<_> = command
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            removed.iter().any(|name| name == "CARGO_MANIFEST_DIR"),
+            "{removed:?}"
+        );
+        assert!(
+            removed.iter().any(|name| name == "CARGO_PKG_NAME"),
+            "{removed:?}"
+        );
+        let target = setup::workspace().join("target/debug/deps");
+        let mixed = std::env::join_paths([target.as_path(), Path::new("/opt/lib")]).unwrap();
+        assert_eq!(
+            library_path_without_cargo_run(Some(mixed)),
+            Some(OsString::from("/opt/lib"))
+        );
+        let only_cargo = std::env::join_paths([target]).unwrap();
+        assert_eq!(library_path_without_cargo_run(Some(only_cargo)), None);
     }
 
     #[test]
