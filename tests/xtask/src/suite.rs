@@ -7,7 +7,7 @@
 
 use std::ffi::OsString;
 use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
 use crate::setup;
@@ -183,9 +183,9 @@ fn library_path_without_cargo_run(value: Option<OsString>) -> Option<OsString> {
 }
 
 /// `PATH` with pip's scripts folder first, where the PyPI tools are.
-fn path_with(scripts: &PathBuf) -> Result<OsString, String> {
+fn path_with(scripts: &Path) -> Result<OsString, String> {
     let current = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs = vec![scripts.clone()];
+    let mut dirs = vec![scripts.to_path_buf()];
     dirs.extend(std::env::split_paths(&current).filter(|dir| dir != scripts));
     std::env::join_paths(dirs).map_err(|err| format!("cannot make PATH: {err}"))
 }
@@ -199,8 +199,6 @@ fn join(args: &[&String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
 
     #[test]
