@@ -134,6 +134,17 @@ impl Control {
         self.probe_stores().await
     }
 
+    /// Closes every open store, once the server has stopped serving: queued writes committed,
+    /// files and connections closed.
+    pub async fn close_stores(&self) {
+        let backends: Vec<(String, Arc<MeteredBackend>)> =
+            self.backends.lock().await.drain().collect();
+        for (label, backend) in backends {
+            backend.close().await;
+            tracing::info!(store = %label, "store closed");
+        }
+    }
+
     /// Probes every store (which also sets the `store_up` metric).
     async fn probe_stores(&self) -> Result<(), String> {
         let backends: Vec<Arc<MeteredBackend>> =

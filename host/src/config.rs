@@ -159,6 +159,22 @@ pub struct Cli {
     /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
     #[arg(long, global = true, env = "TODO_HOST_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Exit cleanly (status 0, store closed) after DURATION with no request in flight and none
+    /// arriving (e.g. 30s, 5m); idle keep-alive connections are closed. Off by default. Under
+    /// socket activation the next connection starts the host again: scale to zero.
+    #[arg(long, global = true, env = "TODO_HOST_IDLE_EXIT", value_name = "DURATION", value_parser = parse_idle_exit)]
+    pub idle_exit: Option<Duration>,
+}
+
+/// An `--idle-exit` duration: with a unit, and more than zero (zero would exit at once).
+fn parse_idle_exit(text: &str) -> Result<Duration, String> {
+    match limits::parse_duration(text)? {
+        Duration::ZERO => Err(format!(
+            "'{text}' is no time at all: --idle-exit takes a duration above zero, e.g. 30s or 5m"
+        )),
+        idle => Ok(idle),
+    }
 }
 
 /// A `--store` URL, parsed and checked at once (see [`BackendConfig::from_url`]).
@@ -254,6 +270,8 @@ pub struct Config {
     /// Metrics recorded (and served at `/metrics`).
     pub metrics: bool,
     pub shutdown_grace: Duration,
+    /// Exit after this long with no request in flight; `None`: never.
+    pub idle_exit: Option<Duration>,
     /// An app manifest, for `todo-host up`; `None`: the single component of the command line.
     pub app: Option<AppSource>,
 }
@@ -300,6 +318,7 @@ impl From<Cli> for Config {
             access_log: !cli.no_access_log,
             metrics: !cli.no_metrics,
             shutdown_grace: cli.shutdown_grace,
+            idle_exit: cli.idle_exit,
             app: cli.command.map(
                 |Command::Up {
                      manifest,
@@ -334,6 +353,7 @@ impl Default for Config {
             access_log: true,
             metrics: true,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            idle_exit: None,
             app: None,
         }
     }
@@ -384,6 +404,17 @@ mod tests {
         assert!(!zero.store_options.sqlite_group_commit);
         let err = Cli::try_parse_from(["todo-host", "--sqlite-group-commit", "maybe"]).unwrap_err();
         assert!(err.to_string().contains("maybe"), "{err}");
+    }
+
+    #[test]
+    fn idle_exit_is_off_by_default_and_needs_a_unit_and_more_than_zero() {
+        assert_eq!(Config::from(Cli::parse_from(["todo-host"])).idle_exit, None);
+        let on = Config::from(Cli::parse_from(["todo-host", "--idle-exit", "30s"]));
+        assert_eq!(on.idle_exit, Some(Duration::from_secs(30)));
+        let unitless = Cli::try_parse_from(["todo-host", "--idle-exit", "30"]).unwrap_err();
+        assert!(unitless.to_string().contains("'30'"), "{unitless}");
+        let zero = Cli::try_parse_from(["todo-host", "--idle-exit", "0s"]).unwrap_err();
+        assert!(zero.to_string().contains("above zero"), "{zero}");
     }
 
     #[test]

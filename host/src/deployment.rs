@@ -18,7 +18,7 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::app::{App, KvGrant};
-use crate::engine::{self, ComponentSource};
+use crate::engine::{self, ComponentSource, EpochTicker};
 use crate::kv::KvBackend;
 use crate::limits::Limits;
 use crate::routes::{Route, RouteTable};
@@ -32,6 +32,7 @@ pub(crate) struct Loader {
     engine: Engine,
     linker: Linker<RequestState>,
     cache_dir: Option<PathBuf>,
+    ticker: Arc<EpochTicker>,
 }
 
 impl Loader {
@@ -47,11 +48,12 @@ impl Loader {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         wasi_keyvalue::add_to_linker(&mut linker, RequestState::kv)?;
-        engine::spawn_epoch_ticker(&engine);
+        let ticker = Arc::new(EpochTicker::start(&engine)?);
         Ok(Self {
             engine,
             linker,
             cache_dir,
+            ticker,
         })
     }
 
@@ -137,6 +139,7 @@ impl Loader {
             pre,
             kv_access: Arc::new(kv_access),
             mount,
+            ticker: self.ticker.clone(),
         })
     }
 }
@@ -179,6 +182,7 @@ pub struct LoadedComponent {
     pub(crate) pre: ProxyPre<RequestState>,
     kv_access: Arc<KvAccess>,
     pub(crate) mount: Option<(PathBuf, String)>,
+    ticker: Arc<EpochTicker>,
 }
 
 impl LoadedComponent {
@@ -197,6 +201,8 @@ impl LoadedComponent {
             .map(|(dir, guest)| (dir.as_path(), guest.as_str()));
         let state = RequestState::new(self.kv_access.clone(), limits, mount, kv_calls)?;
         let mut store = Store::new(self.pre.engine(), state);
+        // The epoch advances while this store lives: its deadline and yields count ticks.
+        store.data_mut().keep_ticking(self.ticker.ticking());
         store.limiter(|state| state.limiter());
         let deadline = deadline.into_std();
         store.set_epoch_deadline(1);

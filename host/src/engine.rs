@@ -1,5 +1,5 @@
 //! The wasmtime `Engine` and compiled code: engine settings (pooling allocator, epoch
-//! interruption), the one epoch ticker thread, the embedded todo component, and precompiled
+//! interruption), the one epoch ticker thread (ticking only while an instance lives), the embedded todo component, and precompiled
 //! component artifacts with their cache.
 //!
 //! Compiling the todo component takes tens of milliseconds; loading a precompiled artifact
@@ -9,6 +9,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
 use anyhow::Context as _;
 use wasmtime::component::Component;
@@ -237,20 +238,99 @@ pub fn default_cache_dir() -> Option<PathBuf> {
         .map(|dir| dir.join("todo-host"))
 }
 
-/// One thread for the whole host advances the engine's epoch every [`EPOCH_TICK`]; it ends
-/// when the engine is dropped.
-pub fn spawn_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("epoch-ticker".to_string())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .expect("cannot start the epoch ticker thread");
+/// One thread for the whole host advances the engine's epoch every [`EPOCH_TICK`] while an
+/// instance lives, and sleeps without waking while none does: an idle host costs no CPU (a
+/// ticker that never stopped woke the process 100 times a second). A request holds a
+/// [`Ticking`] for as long as its store lives. The thread ends when the ticker is dropped.
+#[derive(Debug)]
+pub struct EpochTicker {
+    shared: Arc<TickerShared>,
+}
+
+#[derive(Debug, Default)]
+struct TickerShared {
+    state: Mutex<TickerState>,
+    wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct TickerState {
+    /// Instances alive now.
+    busy: usize,
+    /// The ticker was dropped: the thread returns.
+    stopped: bool,
+}
+
+/// Keeps the epoch advancing while it lives; see [`EpochTicker::ticking`].
+#[derive(Debug)]
+pub struct Ticking {
+    shared: Arc<TickerShared>,
+}
+
+impl EpochTicker {
+    /// Starts the ticker thread of `engine`; it ticks only while a [`Ticking`] lives.
+    pub fn start(engine: &Engine) -> anyhow::Result<Self> {
+        let shared = Arc::new(TickerShared::default());
+        let thread_shared = shared.clone();
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("epoch-ticker".to_string())
+            .spawn(move || {
+                loop {
+                    {
+                        let mut state = lock(&thread_shared.state);
+                        while state.busy == 0 && !state.stopped {
+                            state = thread_shared
+                                .wake
+                                .wait(state)
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        }
+                        if state.stopped {
+                            return;
+                        }
+                    }
+                    let Some(engine) = weak.upgrade() else { return };
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .context("cannot start the epoch ticker thread")?;
+        Ok(Self { shared })
+    }
+
+    /// Keeps the epoch advancing until the returned guard is dropped: an instance's deadline and
+    /// its yields depend on it.
+    pub fn ticking(&self) -> Ticking {
+        let mut state = lock(&self.shared.state);
+        state.busy += 1;
+        if state.busy == 1 {
+            self.shared.wake.notify_one();
+        }
+        Ticking {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        lock(&self.shared.state).busy -= 1;
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        lock(&self.shared.state).stopped = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+/// The ticker's state: a counter and a flag, consistent whatever thread panicked holding it.
+fn lock(state: &Mutex<TickerState>) -> std::sync::MutexGuard<'_, TickerState> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

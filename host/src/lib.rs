@@ -8,8 +8,11 @@
 //! * [`app`]: what to run, as an [`App`]: the command line's one component, or the app of a
 //!   Spin-style manifest ([`manifest`] reads and checks it, and runs `up --build`'s build
 //!   commands; it knows nothing of [`App`]).
+//! * [`activation`]: listening sockets handed down by a parent (systemd's socket activation),
+//!   checked before anything serves; readiness told back to systemd.
 //! * [`server`]: [`Server::bind`] opens the app's stores, builds its [`Runtime`] and binds the
-//!   socket; then the accept loop and graceful shutdown.
+//!   socket (or takes the inherited one); then the accept loop, the idle exit and graceful
+//!   shutdown.
 //! * [`engine`]: one engine and epoch ticker per process, the embedded todo component, and
 //!   compiling (or loading from the artifact cache).
 //! * [`deployment`]: one linker per engine; each component pre-instantiated and granted its
@@ -22,7 +25,7 @@
 //!   [`Runtime::reload`]; [`metrics`]: what is counted; [`logging`]: where log lines go (the
 //!   access log in batches).
 //!
-//! Imports run one way, down this list: `server` → `admin` → `runtime` → `deployment` → `app` →
+//! Imports run one way, down this list: `server` → `activation`, `admin` → `runtime` → `deployment` → `app` →
 //! `manifest`, `config` → `engine` → the rest (routes, limits, metrics, logging, the request
 //! path and the data below); no module imports through this file's re-exports, which are for
 //! outside users.
@@ -86,6 +89,7 @@
 //!    guest that traps, overruns its deadline or its memory still yields a well-formed 5xx.
 //! 5. The store is dropped: the instance, its memory and its resources are gone.
 
+pub mod activation;
 pub mod admin;
 pub mod admission;
 pub mod app;

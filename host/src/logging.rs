@@ -224,7 +224,7 @@ struct Shared {
     /// The output. Taken before `waiting` by whoever writes, so that what is taken from
     /// `waiting` is written in the order it was taken.
     out: Mutex<Output>,
-    /// Wakes the flusher early: [`FLUSH_AT`] bytes wait, or the guard is dropped.
+    /// Wakes the flusher: a first line waits, [`FLUSH_AT`] bytes wait, or the guard is dropped.
     wake: Condvar,
     /// Set when the guard is dropped: from then on every line is written at once.
     closed: AtomicBool,
@@ -246,17 +246,28 @@ impl BatchedLines {
         }
     }
 
-    /// Starts the thread that writes the waiting lines every [`FLUSH_EVERY`].
+    /// Starts the thread that writes the waiting lines [`FLUSH_EVERY`] after the first of them
+    /// came, and sleeps while none waits.
     pub fn start_flusher(&self) -> LogGuard {
         let shared = self.shared.clone();
         let flusher = std::thread::Builder::new()
             .name("log-flusher".into())
             .spawn(move || {
                 while !shared.closed.load(Ordering::Acquire) {
-                    let waiting = shared
+                    let mut waiting = shared
                         .waiting
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner);
+                    // Nothing to write: sleep until a line comes, so an idle host does not
+                    // wake ten times a second.
+                    while waiting.is_empty() && !shared.closed.load(Ordering::Acquire) {
+                        waiting = shared
+                            .wake
+                            .wait(waiting)
+                            .unwrap_or_else(PoisonError::into_inner);
+                    }
+                    // A line waits: others may join it for FLUSH_EVERY (FLUSH_AT bytes wake
+                    // this earlier).
                     let (waiting, _) = shared
                         .wake
                         .wait_timeout(waiting, FLUSH_EVERY)
@@ -285,13 +296,16 @@ impl BatchedLines {
             .waiting
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let first = waiting.is_empty();
         waiting.extend_from_slice(line);
         let waiting_bytes = waiting.len();
         drop(waiting);
         if waiting_bytes >= WAIT_AT_MOST {
             return self.shared.write_out(&[]);
         }
-        if waiting_bytes >= FLUSH_AT {
+        // The first line wakes the flusher from its idle sleep; FLUSH_AT bytes, from its
+        // FLUSH_EVERY wait.
+        if first || waiting_bytes >= FLUSH_AT {
             self.shared.wake.notify_one();
         }
         Ok(())
@@ -369,7 +383,17 @@ pub struct LogGuard {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        self.lines.shared.closed.store(true, Ordering::Release);
+        {
+            // Set under the lock the flusher checks it under, so that it cannot miss the wake-up
+            // between its check and its wait.
+            let _waiting = self
+                .lines
+                .shared
+                .waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.lines.shared.closed.store(true, Ordering::Release);
+        }
         self.lines.shared.wake.notify_one();
         if let Some(flusher) = self.flusher.take() {
             let _ = flusher.join();

@@ -1,9 +1,11 @@
-//! The `todo-host` binary: parse flags, start the server, print the start-up line, serve until
-//! SIGINT or SIGTERM. Everything else is in the library.
+//! The `todo-host` binary: parse flags, take any sockets a parent handed down, start the server,
+//! print the start-up line, serve until SIGINT, SIGTERM or `--idle-exit`. Everything else is in
+//! the library.
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use todo_host::activation::{self, Inherited};
 use todo_host::config::Cli;
 use todo_host::{App, Config, Server, server};
 
@@ -17,6 +19,14 @@ fn main() -> ExitCode {
     // Kept to the end of `main`: dropping it writes out the access lines still waiting.
     let _logs = todo_host::logging::init();
     let cli = Cli::parse();
+    // Before any thread starts: taking the sockets edits the environment (`LISTEN_FDS`).
+    let inherited = match activation::inherited() {
+        Ok(inherited) => inherited,
+        Err(err) => {
+            eprintln!("todo-host: socket activation: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = cli.workers {
         runtime.worker_threads(usize::from(workers));
@@ -28,7 +38,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(Config::from(cli))) {
+    match runtime.block_on(run(Config::from(cli), inherited)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // The whole chain of causes on one line, and no backtrace: this is for a user.
@@ -38,12 +48,15 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, inherited: Option<Inherited>) -> anyhow::Result<()> {
     let app = App::from_config(&config).await?;
-    let server = Server::bind(&config, &app).await?;
+    let server = Server::start(&config, &app, inherited).await?;
     // Signal handlers first: a script may signal as soon as it reads the start-up line.
     let shutdown = server::shutdown_signal();
     // Tests and scripts read this line (on stdout) to learn the address.
-    println!("{}", server.banner()?);
-    server.run(shutdown).await
+    let banner = server.banner()?;
+    println!("{banner}");
+    activation::notify_ready(&banner);
+    server.run(shutdown).await?;
+    Ok(())
 }

@@ -464,6 +464,10 @@ impl MeteredBackend {
 
 #[async_trait]
 impl KvBackend for MeteredBackend {
+    async fn close(&self) {
+        self.inner.close().await;
+    }
+
     fn summary(&self) -> String {
         self.inner.summary()
     }

@@ -1,13 +1,17 @@
-//! The HTTP front: start an [`App`] ([`Server::bind`]), accept connections on the bound listener,
-//! hand each request to the [`Runtime`], and shut down gracefully.
+//! The HTTP front: start an [`App`] ([`Server::bind`], or [`Server::start`] on sockets a parent
+//! handed down), accept connections, hand each request to the [`Runtime`], and stop gracefully:
+//! on a signal, or after `--idle-exit` with no connection open.
 //!
-//! [`run`] takes an already-bound listener and a shutdown future, so tests can run a server
-//! in-process on port 0 and stop it when they like.
+//! Stopping drains: the listener is closed first (a socket shared with a parent or other hosts
+//! stays open there, so connections still queued go to them, not to a reset), every answer from
+//! then on says `Connection: close`, connections that are idle get a short while to send their
+//! next request, and in-flight requests get the grace period. Then the stores are closed.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,6 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::activation::Inherited;
 use crate::admin::Control;
 use crate::app::{App, DEFAULT_STORE_LABEL};
 use crate::config::Config;
@@ -35,6 +40,16 @@ pub struct Server {
     description: String,
     connections: ConnectionLimits,
     shutdown_grace: Duration,
+    idle_exit: Option<Duration>,
+}
+
+/// Why a server stopped serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGINT or SIGTERM (or the caller's shutdown future).
+    Signal,
+    /// No request was in flight for this long (`--idle-exit`).
+    Idle(Duration),
 }
 
 impl Server {
@@ -42,6 +57,17 @@ impl Server {
     /// in that order, so that a bad flag or a store that cannot open fails before anything
     /// listens.
     pub async fn bind(config: &Config, app: &App) -> anyhow::Result<Self> {
+        Self::start(config, app, None).await
+    }
+
+    /// [`Server::bind`], on the sockets a parent handed down (socket activation) when there are
+    /// any: `--listen` (and `--admin-listen`, when an `admin` socket is inherited) are then not
+    /// bound.
+    pub async fn start(
+        config: &Config,
+        app: &App,
+        inherited: Option<Inherited>,
+    ) -> anyhow::Result<Self> {
         let metrics = Arc::new(if config.metrics {
             Metrics::new()
         } else {
@@ -71,17 +97,28 @@ impl Server {
         .with_access_log(config.access_log);
         let runtime = Arc::new(runtime);
         let mut description = describe(app, &backends);
-        let listener = listen(config.listen, config.reuse_port)
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let admin = match config.admin_listen {
-            Some(addr) => {
-                let admin = listen(addr, false)
-                    .with_context(|| format!("cannot listen on {addr} for the admin routes"))?;
-                description.push_str(&format!(", admin: http://{}/", admin.local_addr()?));
-                Some(admin)
+        let (listener, inherited_admin) = match inherited {
+            Some(Inherited { http, admin }) => {
+                description.push_str(", socket from the parent");
+                (from_std(http)?, admin.map(from_std).transpose()?)
             }
-            None => None,
+            None => {
+                let listener = listen(config.listen, config.reuse_port)
+                    .with_context(|| format!("cannot listen on {}", config.listen))?;
+                (listener, None)
+            }
         };
+        let admin = match (inherited_admin, config.admin_listen) {
+            (Some(admin), _) => Some(admin),
+            (None, Some(addr)) => Some(
+                listen(addr, false)
+                    .with_context(|| format!("cannot listen on {addr} for the admin routes"))?,
+            ),
+            (None, None) => None,
+        };
+        if let Some(admin) = &admin {
+            description.push_str(&format!(", admin: http://{}/", admin.local_addr()?));
+        }
         let control = Arc::new(Control::new(config.clone(), runtime.clone(), metered));
         // Before the start-up line is printed: a SIGHUP sent once it is out reloads.
         crate::admin::reload_on_sighup(control.clone());
@@ -93,6 +130,7 @@ impl Server {
             description,
             connections: within_descriptor_limit(config.connections),
             shutdown_grace: config.shutdown_grace,
+            idle_exit: config.idle_exit,
         })
     }
 
@@ -117,20 +155,29 @@ impl Server {
         &self.control
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests. The admin listener,
-    /// if any, serves beside it; `SIGHUP` reloads.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        if let Some(admin) = self.admin {
-            tokio::spawn(crate::admin::serve(admin, self.control.clone()));
-        }
-        run(
+    /// Serves until `shutdown` completes (or `--idle-exit` passes with no request in flight),
+    /// drains, and closes the stores. The admin listener, if any, serves beside it; `SIGHUP`
+    /// reloads.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<Stopped> {
+        let admin = self
+            .admin
+            .map(|admin| tokio::spawn(crate::admin::serve(admin, self.control.clone())));
+        let stopped = run(
             self.listener,
             self.runtime,
-            self.connections,
+            Serving {
+                connections: self.connections,
+                grace: self.shutdown_grace,
+                idle_exit: self.idle_exit,
+            },
             shutdown,
-            self.shutdown_grace,
         )
-        .await
+        .await?;
+        if let Some(admin) = admin {
+            admin.abort();
+        }
+        self.control.close_stores().await;
+        Ok(stopped)
     }
 }
 
@@ -203,6 +250,14 @@ fn within_descriptor_limit(mut limits: ConnectionLimits) -> ConnectionLimits {
 /// How many connections may wait to be accepted: enough for a burst of 200 clients at once.
 const LISTEN_BACKLOG: u32 = 1024;
 
+/// An inherited listener, made non-blocking for tokio.
+fn from_std(listener: std::net::TcpListener) -> anyhow::Result<TcpListener> {
+    listener
+        .set_nonblocking(true)
+        .context("cannot make the inherited socket non-blocking")?;
+    TcpListener::from_std(listener).context("cannot serve on the inherited socket")
+}
+
 /// Binds `addr`; with `reuse_port`, other processes may bind it too.
 fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
@@ -219,8 +274,24 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// Serves `listener` until `shutdown` completes, then stops accepting, lets in-flight requests
-/// finish for up to `grace`, and returns.
+/// How [`run`] serves and stops.
+#[derive(Debug, Clone, Copy)]
+pub struct Serving {
+    pub connections: ConnectionLimits,
+    /// How long in-flight requests may take to finish once stopping has begun.
+    pub grace: Duration,
+    /// Stop after this long with no request in flight; `None`: never.
+    pub idle_exit: Option<Duration>,
+}
+
+/// How long a connection that is open but idle when stopping begins may take to send its next
+/// request (answered with `Connection: close`) before it is closed: a keep-alive client whose
+/// request crossed the close would otherwise see its connection reset.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
+
+/// Serves `listener` until `shutdown` completes, or until no request has been in flight for
+/// `serving.idle_exit`; then stops accepting, drains (see the module doc) for up to
+/// `serving.grace`, and says why it stopped.
 ///
 /// At most `connections.max_connections` are open at once: the loop takes a slot before it
 /// accepts, so past the cap new connections wait in the kernel's backlog. Each connection must
@@ -229,21 +300,35 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
 pub async fn run(
     listener: TcpListener,
     runtime: Arc<Runtime>,
-    connections: ConnectionLimits,
+    serving: Serving,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Stopped> {
+    let Serving {
+        connections,
+        grace,
+        idle_exit,
+    } = serving;
     let graceful = GracefulShutdown::new();
     let open = Arc::new(tokio::sync::Semaphore::new(connections.max_connections));
+    // Connections open (stopping waits for them to close) and requests in flight (the idle
+    // exit waits for none to be for `idle_exit`).
+    let (count, counted) = tokio::sync::watch::channel(0usize);
+    let count = Arc::new(count);
+    let (requests, in_flight) = tokio::sync::watch::channel(0usize);
+    let requests = Arc::new(requests);
+    let draining = Arc::new(AtomicBool::new(false));
     let mut http = http1::Builder::new();
     http.keep_alive(true)
         .timer(TokioTimer::new())
         .header_read_timeout(connections.header_timeout);
     tokio::pin!(shutdown);
-    loop {
+    let idle = idle_for(in_flight, idle_exit);
+    tokio::pin!(idle);
+    let stopped = loop {
         let slot = tokio::select! {
             slot = open.clone().acquire_owned() => slot?,
-            () = &mut shutdown => break,
+            () = &mut shutdown => break Stopped::Signal,
+            idle = &mut idle => break Stopped::Idle(idle),
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -255,34 +340,107 @@ pub async fn run(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut shutdown => break Stopped::Signal,
+            idle = &mut idle => break Stopped::Idle(idle),
         };
         // Small JSON answers go out at once instead of waiting for Nagle's algorithm to batch them.
         let _ = stream.set_nodelay(true);
-        let connection =
-            http.serve_connection(TokioIo::new(stream), service(runtime.clone(), peer));
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            service(runtime.clone(), peer, draining.clone(), requests.clone()),
+        );
         let connection = graceful.watch(connection);
+        let opened = Counted::new(count.clone());
         tokio::spawn(async move {
             let _slot = slot;
+            let _opened = opened;
             if let Err(err) = connection.await {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
         });
-    }
+    };
     drop(listener);
-    tracing::info!("shutting down: waiting for in-flight requests");
+    draining.store(true, Ordering::SeqCst);
+    match stopped {
+        Stopped::Signal => tracing::info!("shutting down: waiting for in-flight requests"),
+        Stopped::Idle(idle) => tracing::info!(
+            "no request for {}: exiting (--idle-exit); with socket activation the next \
+             connection starts the host again",
+            humantime::format_duration(idle)
+        ),
+    }
+    crate::activation::notify_stopping(match stopped {
+        Stopped::Signal => "stopping on a signal",
+        Stopped::Idle(_) => "stopping: idle",
+    });
+    // On a signal, connections that send a request within DRAIN_IDLE get its answer with
+    // `Connection: close`; then the idle rest are closed. After an idle exit, every connection
+    // has been idle for the whole idle time already.
+    let drain_idle = match stopped {
+        Stopped::Signal => DRAIN_IDLE.min(grace),
+        Stopped::Idle(_) => Duration::ZERO,
+    };
+    let drained = async {
+        let mut counted = counted;
+        let _ = tokio::time::timeout(drain_idle, counted.wait_for(|&n| n == 0)).await;
+        graceful.shutdown().await;
+    };
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = drained => tracing::info!("all connections closed"),
         () = tokio::time::sleep(grace) => {
             tracing::warn!("grace period of {grace:?} over; closing the rest");
         }
     }
-    Ok(())
+    Ok(stopped)
 }
 
+/// Completes once no request has been in flight for `idle` (never when `idle` is `None`), with
+/// `idle`. It sleeps in between: an idle host wakes only when its deadline comes. Idle
+/// keep-alive connections do not keep the host up: stopping closes them.
+async fn idle_for(
+    mut in_flight: tokio::sync::watch::Receiver<usize>,
+    idle: Option<Duration>,
+) -> Duration {
+    let Some(idle) = idle else {
+        return std::future::pending().await;
+    };
+    loop {
+        if in_flight.wait_for(|&n| n == 0).await.is_err() {
+            return std::future::pending().await;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(idle) => return idle,
+            // A request started (and maybe finished): the idle time starts over.
+            _ = in_flight.changed() => {}
+        }
+    }
+}
+
+/// One open connection, or one request in flight, counted while it lives.
+struct Counted {
+    count: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+impl Counted {
+    fn new(count: Arc<tokio::sync::watch::Sender<usize>>) -> Self {
+        count.send_modify(|n| *n += 1);
+        Self { count }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.count.send_modify(|n| *n -= 1);
+    }
+}
+
+/// Hands each request to `runtime`, counted in `requests` while in flight; once `draining`,
+/// every answer also closes its connection.
 fn service(
     runtime: Arc<Runtime>,
     peer: SocketAddr,
+    draining: Arc<AtomicBool>,
+    requests: Arc<tokio::sync::watch::Sender<usize>>,
 ) -> impl hyper::service::Service<
     hyper::Request<hyper::body::Incoming>,
     Response = hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>,
@@ -291,9 +449,19 @@ fn service(
 > + Clone {
     service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         let runtime = runtime.clone();
+        let draining = draining.clone();
+        let in_flight = Counted::new(requests.clone());
         async move {
+            let _in_flight = in_flight;
             tracing::debug!(%peer, method = %request.method(), uri = %request.uri(), "request");
-            Ok::<_, std::convert::Infallible>(runtime.handle(request).await)
+            let mut response = runtime.handle(request).await;
+            if draining.load(Ordering::SeqCst) {
+                response.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, std::convert::Infallible>(response)
         }
     })
 }

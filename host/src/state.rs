@@ -10,6 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use crate::engine::Ticking;
 use crate::limits::Limits;
 use crate::wasi_keyvalue::{KvAccess, KvBudget, KvView};
 
@@ -27,6 +28,8 @@ pub struct RequestState {
     kv_access: Arc<KvAccess>,
     kv_budget: KvBudget,
     memory: MemoryLimit,
+    /// Keeps the engine's epoch ticker running while this request's instance lives.
+    _ticking: Option<Ticking>,
 }
 
 impl RequestState {
@@ -61,7 +64,13 @@ impl RequestState {
                 max: limits.max_memory,
                 hit: false,
             },
+            _ticking: None,
         })
+    }
+
+    /// Holds `ticking` for as long as this state (the request's store) lives.
+    pub fn keep_ticking(&mut self, ticking: Ticking) {
+        self._ticking = Some(ticking);
     }
 
     /// What the store consults before an instance grows its memory or tables.

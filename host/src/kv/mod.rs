@@ -108,6 +108,11 @@ pub trait KvBackend: Send + Sync + 'static {
         }
         Ok(())
     }
+
+    /// Finishes with the store when the host stops: every write already queued is committed,
+    /// then files and connections are closed. Calls after it may fail. Stores that commit each
+    /// write before answering and need no orderly close keep this default.
+    async fn close(&self) {}
 }
 
 /// Parses a counter value as stored by `increment` (decimal ASCII, as Redis `INCRBY` keeps it).

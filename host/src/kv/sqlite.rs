@@ -143,10 +143,15 @@ pub struct SqliteBackend {
 /// A write, run on the writer's connection inside the group's transaction.
 type WriteFn = Box<dyn FnOnce(&Connection) -> Result<Done, KvError> + Send>;
 
-/// A write for the group-commit thread, and where its result goes.
-struct Job {
-    write: WriteFn,
-    reply: tokio::sync::oneshot::Sender<Result<Done, KvError>>,
+/// What the group-commit thread is asked to do.
+enum Job {
+    /// A write, and where its result goes.
+    Write {
+        write: WriteFn,
+        reply: tokio::sync::oneshot::Sender<Result<Done, KvError>>,
+    },
+    /// Commit what was queued before, close the connection, answer, and stop.
+    Close(tokio::sync::oneshot::Sender<()>),
 }
 
 /// What a write answers.
@@ -158,26 +163,45 @@ enum Done {
 
 /// The group-commit thread: waits for a write, takes every other write already queued (up to
 /// [`MAX_GROUP`]), runs them in one transaction and answers each after the commit.
+/// A [`Job::Close`] stops it once the writes queued before it are committed.
 fn group_writer(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Job>) {
+    let mut closing = None;
     while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+        let mut group = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Write { write, reply } => group.push((write, reply)),
+                Job::Close(done) => {
+                    closing = Some(done);
+                    break;
+                }
+            }
+            if group.len() < MAX_GROUP {
+                next = jobs.try_recv().ok();
             }
         }
-        let results = commit_group(&mut conn, &mut group);
-        for (job, result) in group.into_iter().zip(results) {
-            // A caller that went away (its request was cancelled) needs no answer.
-            let _ = job.reply.send(result);
+        let (mut writes, replies): (Vec<WriteFn>, Vec<_>) = group.into_iter().unzip();
+        if !writes.is_empty() {
+            let results = commit_group(&mut conn, &mut writes);
+            for (reply, result) in replies.into_iter().zip(results) {
+                // A caller that went away (its request was cancelled) needs no answer.
+                let _ = reply.send(result);
+            }
+        }
+        if let Some(done) = closing.take() {
+            if let Err((_, err)) = conn.close() {
+                tracing::warn!(error = %err, "cannot close the SQLite writer connection");
+            }
+            let _ = done.send(());
+            return;
         }
     }
 }
 
 /// Runs the writes of `group` in one transaction; each gets its own result, or all the commit's
 /// error when the commit fails.
-fn commit_group(conn: &mut Connection, group: &mut [Job]) -> Vec<Result<Done, KvError>> {
+fn commit_group(conn: &mut Connection, group: &mut [WriteFn]) -> Vec<Result<Done, KvError>> {
     let size = group.len();
     let failed = |err: rusqlite::Error, what: &str| {
         let err = KvError::new(format!("SQLite {what} of a group of writes"), err);
@@ -188,8 +212,8 @@ fn commit_group(conn: &mut Connection, group: &mut [Job]) -> Vec<Result<Done, Kv
         Err(err) => return failed(err, "begin"),
     };
     let mut results = Vec::with_capacity(group.len());
-    for job in group.iter_mut() {
-        let write = std::mem::replace(&mut job.write, Box::new(|_| Ok(Done::Unit)));
+    for write in group.iter_mut() {
+        let write = std::mem::replace(write, Box::new(|_| Ok(Done::Unit)));
         let result = match tx.savepoint() {
             Ok(mut savepoint) => {
                 let result = write(&savepoint);
@@ -270,7 +294,7 @@ impl SqliteBackend {
         };
         let (reply, answer) = tokio::sync::oneshot::channel();
         writer
-            .send(Job {
+            .send(Job::Write {
                 write: Box::new(f),
                 reply,
             })
@@ -407,6 +431,23 @@ const UPSERT: &str = "INSERT INTO kv (bucket, key, value) VALUES (?1, ?2, ?3)
 impl KvBackend for SqliteBackend {
     fn summary(&self) -> String {
         format!("SQLite at {}", self.path.display())
+    }
+
+    /// Commits the queued writes, stops the writer thread and closes every pooled connection;
+    /// the last to close folds the write-ahead log into the database file.
+    async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            let (done, closed) = tokio::sync::oneshot::channel();
+            if writer.send(Job::Close(done)).is_ok() {
+                let _ = closed.await;
+            }
+        }
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
+        for conn in idle {
+            if let Err((_, err)) = conn.close() {
+                tracing::warn!(path = %self.path.display(), error = %err, "cannot close a SQLite connection");
+            }
+        }
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
