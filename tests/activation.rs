@@ -53,10 +53,16 @@ fn twenty_cycles_of_idle_exit_and_activation_answer_every_request_and_keep_the_d
     let listed: Vec<serde_json::Value> = agent.get(&format!("{base}/todos")).call()?.into_json()?;
     let titles: Vec<&str> = listed.iter().filter_map(|t| t["title"].as_str()).collect();
     let expected: Vec<String> = (0..20).map(|cycle| format!("cycle {cycle}")).collect();
-    assert_eq!(titles, expected, "every cycle's todo, kept across 21 processes");
+    assert_eq!(
+        titles, expected,
+        "every cycle's todo, kept across 21 processes"
+    );
     activator.wait_for_exit(Duration::from_secs(10))?;
     let activations = activator.stop()?;
-    assert_eq!(activations.started, 21, "one process per cycle, one for the list");
+    assert_eq!(
+        activations.started, 21,
+        "one process per cycle, one for the list"
+    );
     assert_eq!(activations.exits.len(), 21);
     assert!(
         activations.exits.iter().all(|status| status.success()),
@@ -67,8 +73,7 @@ fn twenty_cycles_of_idle_exit_and_activation_answer_every_request_and_keep_the_d
 }
 
 #[test]
-fn an_idle_exit_closes_idle_connections_and_the_store_and_says_why() -> anyhow::Result<()>
-{
+fn an_idle_exit_closes_idle_connections_and_the_store_and_says_why() -> anyhow::Result<()> {
     let dir = temp_dir()?;
     let socket = SharedSocket::bind()?;
     let (mut command, spares) = host_with_fds(
@@ -98,7 +103,10 @@ fn an_idle_exit_closes_idle_connections_and_the_store_and_says_why() -> anyhow::
     let status = wait_with_limit(&mut host, Duration::from_secs(10))?;
     assert!(status.success(), "idle exit status: {status}");
     let mut log = String::new();
-    host.stderr.take().context("stderr")?.read_to_string(&mut log)?;
+    host.stderr
+        .take()
+        .context("stderr")?
+        .read_to_string(&mut log)?;
     assert!(
         log.contains("no request for 300ms: exiting (--idle-exit)"),
         "{log}"
@@ -121,14 +129,16 @@ fn an_inherited_socket_is_served_and_the_start_up_line_names_its_address() -> an
     let socket = SharedSocket::bind()?;
     let host = socket.spawn_host(&["--store", "memory://"])?;
     assert!(
-        host.banner.starts_with(&format!(
-            "Serving HTTP on http://{}/ (store: ",
-            socket.addr
-        )),
+        host.banner
+            .starts_with(&format!("Serving HTTP on http://{}/ (store: ", socket.addr)),
         "{}",
         host.banner
     );
-    assert!(host.banner.contains("socket from the parent"), "{}", host.banner);
+    assert!(
+        host.banner.contains("socket from the parent"),
+        "{}",
+        host.banner
+    );
     let listed = client().get(&format!("{}/todos", socket.base())).call()?;
     assert_eq!(listed.status(), 200);
     Ok(())
@@ -162,6 +172,15 @@ fn an_admin_socket_named_admin_serves_the_admin_routes() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An inherited descriptor that must be refused: what it is, the descriptor, the environment
+/// that comes with it, and what the error must say.
+type Refused<'a> = (
+    &'a str,
+    &'a dyn std::os::fd::AsFd,
+    &'a [(&'a str, &'a str)],
+    &'a str,
+);
+
 #[test]
 fn what_is_not_a_listening_tcp_socket_is_refused_naming_what_was_found() -> anyhow::Result<()> {
     let file = std::fs::File::open(HOST_BIN)?;
@@ -174,7 +193,7 @@ fn what_is_not_a_listening_tcp_socket_is_refused_naming_what_was_found() -> anyh
     rustix::net::bind(&bound_only, &"127.0.0.1:0".parse::<std::net::SocketAddr>()?)?;
     let listening = TcpListener::bind("127.0.0.1:0")?;
     let one = [("LISTEN_FDS", "1")];
-    let cases: [(&str, &dyn std::os::fd::AsFd, &[(&str, &str)], &str); 6] = [
+    let cases: [Refused; 6] = [
         (
             "a file",
             &file,
@@ -232,15 +251,18 @@ fn what_is_not_a_listening_tcp_socket_is_refused_naming_what_was_found() -> anyh
 }
 
 #[test]
-fn idle_exit_without_a_unit_or_of_zero_is_refused_before_anything_listens() -> anyhow::Result<()>
-{
+fn idle_exit_without_a_unit_or_of_zero_is_refused_before_anything_listens() -> anyhow::Result<()> {
     for (value, expected) in [("30", "'30'"), ("0s", "above zero"), ("soon", "'soon'")] {
         let output = std::process::Command::new(HOST_BIN)
             .args(["--listen", "127.0.0.1:0", "--store", "memory://"])
             .args(["--idle-exit", value])
             .output()?;
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "--idle-exit {value}: {stderr}");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "--idle-exit {value}: {stderr}"
+        );
         assert!(stderr.contains(expected), "--idle-exit {value}: {stderr}");
         assert!(output.stdout.is_empty(), "--idle-exit {value}: it served");
     }
@@ -324,6 +346,122 @@ fn hosts_join_and_leave_one_shared_socket_under_load_without_one_failed_request(
     );
     assert!(served > 100, "the load ran: {served} requests");
     Ok(())
+}
+
+#[test]
+fn the_systemd_units_in_deploy_start_a_host_that_serves_and_idles_out() -> anyhow::Result<()> {
+    let units = support::workspace().join("deploy/systemd");
+    let socket_unit = std::fs::read_to_string(units.join("todo-host.socket"))?;
+    let service_unit = std::fs::read_to_string(units.join("todo-host.service"))?;
+    let setting = |unit: &str, key: &str| -> anyhow::Result<String> {
+        unit.lines()
+            .find_map(|line| line.strip_prefix(&format!("{key}=")))
+            .map(str::to_string)
+            .with_context(|| format!("no {key}= in the unit"))
+    };
+    let name = setting(&socket_unit, "FileDescriptorName")?;
+    assert_eq!(setting(&socket_unit, "ListenStream")?, "127.0.0.1:3001");
+    assert_eq!(setting(&service_unit, "Type")?, "notify");
+    // The service's command line as systemd would run it, with the state folder in a temporary
+    // one and the binary under test.
+    let dir = temp_dir()?;
+    let state = dir.path().display().to_string();
+    let exec = setting(&service_unit, "ExecStart")?;
+    let mut words = exec.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/local/bin/todo-host"));
+    let args: Vec<String> = words
+        .map(|word| word.replace("/var/lib/todo-host", &state))
+        .collect();
+    let idle = args
+        .iter()
+        .position(|arg| arg == "--idle-exit")
+        .context("the service sets --idle-exit")?;
+    let mut args = args.clone();
+    args[idle + 1] = "200ms".to_string();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let socket = SharedSocket::bind()?;
+    let (mut command, spares) = host_with_fds(
+        &[socket.listener()],
+        &[("LISTEN_FDS", "1"), ("LISTEN_FDNAMES", &name)],
+        &args,
+    )?;
+    let mut host = KillOnDrop(command.stdout(Stdio::null()).spawn()?);
+    drop(spares);
+    let created = client()
+        .post(&format!("{}/todos", socket.base()))
+        .set("content-type", "application/json")
+        .send_string(r#"{"title":"from the unit"}"#)?;
+    assert_eq!(created.status(), 201);
+    let status = wait_with_limit(&mut host.0, Duration::from_secs(10))?;
+    assert!(status.success(), "{status}");
+    assert!(
+        dir.path().join("todo.db").exists(),
+        "the store is in the state folder"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_idle_host_wakes_no_thread_and_spends_no_cpu() -> anyhow::Result<()> {
+    let dir = temp_dir()?;
+    let host = support::Host::start(&["--store", &sqlite_url(dir.path())])?;
+    assert_eq!(
+        host.call("POST", "/todos", Some(r#"{"title":"then idle"}"#))?
+            .0,
+        201
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = host.pid();
+    let (before, cpu_before) = (context_switches(pid)?, cpu_ticks(pid)?);
+    std::thread::sleep(Duration::from_secs(3));
+    let (after, cpu_after) = (context_switches(pid)?, cpu_ticks(pid)?);
+    // Threads alive at both ends: a blocking-pool thread that ends its idle wait exits once.
+    let woken: Vec<(u32, u64)> = after
+        .iter()
+        .filter_map(|(tid, n)| Some((*tid, n - before.get(tid)?)))
+        .filter(|(_, woken)| *woken > 0)
+        .collect();
+    let total: u64 = woken.iter().map(|(_, n)| n).sum();
+    // A ticker at 100 Hz and a flusher at 10 Hz woke it 318 times in 3 s before.
+    assert!(
+        total <= 3,
+        "threads woke {total} times in 3 s of idleness (thread, wake-ups): {woken:?}"
+    );
+    assert!(
+        cpu_after - cpu_before <= 1,
+        "{} clock ticks of CPU while idle",
+        cpu_after - cpu_before
+    );
+    Ok(())
+}
+
+/// Context switches so far of each thread of `pid`.
+fn context_switches(pid: u32) -> anyhow::Result<std::collections::HashMap<u32, u64>> {
+    let mut switches = std::collections::HashMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let task = task?;
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue; // the thread ended meanwhile
+        };
+        let count: u64 = status
+            .lines()
+            .filter(|line| line.contains("ctxt_switches:"))
+            .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+        let tid = task.file_name().to_string_lossy().parse()?;
+        switches.insert(tid, count);
+    }
+    Ok(switches)
+}
+
+/// User plus system CPU time of `pid` so far, in clock ticks (`/proc/PID/stat`).
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after_name = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name and state.
+    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
 }
 
 /// Waits for `child` to exit, for up to `limit`.

@@ -82,7 +82,8 @@ pub fn inherited() -> anyhow::Result<Option<Inherited>> {
             Role::Admin => admin = Some(listener),
         }
     }
-    let http = http.context("no inherited socket is for HTTP: only one named 'admin' was passed")?;
+    let http =
+        http.context("no inherited socket is for HTTP: only one named 'admin' was passed")?;
     Ok(Some(Inherited { http, admin }))
 }
 
@@ -103,14 +104,14 @@ fn announced(
     };
     // systemd always sets LISTEN_PID; a parent that cannot know the pid before exec (a plain
     // fork-exec wrapper) may leave it out, as the `listenfd` crate allows.
-    if let Some(pid) = pid.filter(|pid| !pid.is_empty()) {
-        if pid.trim().parse::<u32>().ok() != Some(our_pid) {
-            bail!(
-                "LISTEN_PID is '{pid}' but this process is {our_pid}: the inherited sockets were \
-                 meant for another process (a wrapper between the parent and todo-host must exec it, \
-                 not start it as a child)"
-            );
-        }
+    if let Some(pid) = pid.filter(|pid| !pid.is_empty())
+        && pid.trim().parse::<u32>().ok() != Some(our_pid)
+    {
+        bail!(
+            "LISTEN_PID is '{pid}' but this process is {our_pid}: the inherited sockets were \
+             meant for another process (a wrapper between the parent and todo-host must exec it, \
+             not start it as a child)"
+        );
     }
     let names = match names {
         None => None,
@@ -257,10 +258,7 @@ mod tests {
             "{mismatch}"
         );
         let unnamed = message("2", Some("42"), None);
-        assert!(
-            unnamed.contains("LISTEN_FDNAMES is not set"),
-            "{unnamed}"
-        );
+        assert!(unnamed.contains("LISTEN_FDNAMES is not set"), "{unnamed}");
         let two_http = message("2", Some("42"), Some("http:web"));
         assert!(
             two_http.contains("inherited descriptor 3 ('http'), inherited descriptor 4 ('web')"),

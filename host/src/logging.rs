@@ -266,8 +266,11 @@ impl BatchedLines {
                             .wait(waiting)
                             .unwrap_or_else(PoisonError::into_inner);
                     }
-                    // A line waits: others may join it for FLUSH_EVERY (FLUSH_AT bytes wake
-                    // this earlier).
+                    // A line waits: others may join it for FLUSH_EVERY (FLUSH_AT bytes, or the
+                    // guard's drop, wake this earlier). Closed: the guard writes what waits.
+                    if shared.closed.load(Ordering::Acquire) {
+                        break;
+                    }
                     let (waiting, _) = shared
                         .wake
                         .wait_timeout(waiting, FLUSH_EVERY)

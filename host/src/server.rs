@@ -269,6 +269,7 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     if reuse_port {
         socket.set_reuseport(true)?;
+        warn_unless_requests_migrate();
     }
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
@@ -288,6 +289,22 @@ pub struct Serving {
 /// request (answered with `Connection: close`) before it is closed: a keep-alive client whose
 /// request crossed the close would otherwise see its connection reset.
 const DRAIN_IDLE: Duration = Duration::from_secs(1);
+
+/// Where Linux says whether a closing `SO_REUSEPORT` listener hands its queued connections to the
+/// others in its group (1) or resets them (0, the default).
+const TCP_MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
+
+/// Warns when processes sharing a port through `--reuse-port` would reset the connections queued
+/// for one that stops (measured: `bench/scale.py`).
+fn warn_unless_requests_migrate() {
+    if std::fs::read_to_string(TCP_MIGRATE_REQ).is_ok_and(|value| value.trim() == "0") {
+        tracing::warn!(
+            "--reuse-port: net.ipv4.tcp_migrate_req is 0, so connections still queued for this \
+             process are reset when it stops; set it to 1, or share one socket through socket \
+             activation (README: Scaling to zero and back)"
+        );
+    }
+}
 
 /// Serves `listener` until `shutdown` completes, or until no request has been in flight for
 /// `serving.idle_exit`; then stops accepting, drains (see the module doc) for up to

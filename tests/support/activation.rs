@@ -173,8 +173,12 @@ impl Activator {
         let record = Arc::new(Mutex::new(Activations::default()));
         let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         let thread = {
-            let (socket, stop, running, record) =
-                (socket.clone(), stop.clone(), running.clone(), record.clone());
+            let (socket, stop, running, record) = (
+                socket.clone(),
+                stop.clone(),
+                running.clone(),
+                record.clone(),
+            );
             std::thread::spawn(move || activate(&socket, &args, &stop, &running, &record))
         };
         Ok(Self {

@@ -165,8 +165,13 @@ pub(super) fn race_pauses() -> ExponentialBackoff {
     jittered(RACE_PAUSES).build()
 }
 
-/// The client's pause before its reconnection attempt `attempts` (the first is 1).
+/// The client's pause before its connection attempt `attempts` (the first is 1): none before
+/// the first, whether at start-up or after a disconnection (a pause there delayed every cold
+/// start on NATS by 20 ms), then 40 ms, doubled each time.
 pub(super) fn reconnect_delay(attempts: usize) -> Duration {
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
     // Past ten doublings the ceiling holds: no need to step further.
     RECONNECT_DELAYS
         .build()
@@ -338,9 +343,11 @@ mod tests {
     }
 
     #[test]
-    fn reconnect_delays_double_from_20_ms_up_to_max_reconnect_delay() {
+    fn the_first_connection_attempt_goes_at_once_then_pauses_double_from_40_ms() {
         let near = |a: Duration, b: Duration| a.abs_diff(b) < Duration::from_micros(1);
-        for attempts in 0..100 {
+        assert_eq!(reconnect_delay(0), Duration::ZERO);
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        for attempts in 2..100 {
             let doubled = Duration::from_millis(10) * 2u32.pow(attempts.min(10) as u32);
             let delay = reconnect_delay(attempts);
             assert!(
@@ -348,7 +355,7 @@ mod tests {
                 "{attempts}: {delay:?}"
             );
         }
-        assert!(near(reconnect_delay(1), Duration::from_millis(20)));
+        assert!(near(reconnect_delay(2), Duration::from_millis(40)));
         assert_eq!(reconnect_delay(usize::MAX), MAX_RECONNECT_DELAY);
     }
 
