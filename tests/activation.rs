@@ -145,6 +145,51 @@ fn an_inherited_socket_is_served_and_the_start_up_line_names_its_address() -> an
 }
 
 #[test]
+fn systemd_socket_activate_starts_the_host_at_the_first_connection() -> anyhow::Result<()> {
+    // systemd's own implementation of the protocol, beside the test's parent: it binds, waits
+    // for a connection, then execs the host with LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES.
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut activate = std::process::Command::new("systemd-socket-activate")
+        .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=http"])
+        .args([HOST_BIN, "--store", "memory://", "--idle-exit", "200ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {}",
+                support::tools::install_hint(
+                    "systemd-socket-activate, which the socket activation test runs",
+                    "apt-get install systemd"
+                )
+            )
+        })?;
+    let mut stderr = std::io::BufReader::new(activate.stderr.take().context("stderr")?);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line)?;
+    assert!(line.contains("Listening on"), "{line}");
+    let mut activate = KillOnDrop(activate);
+    let answer = client()
+        .get(&format!("http://127.0.0.1:{port}/todos"))
+        .call()?;
+    assert_eq!(answer.status(), 200);
+    let mut stdout = String::new();
+    activate
+        .0
+        .stdout
+        .take()
+        .context("stdout")?
+        .read_to_string(&mut stdout)?;
+    assert!(
+        stdout.starts_with(&format!("Serving HTTP on http://127.0.0.1:{port}/ (")),
+        "{stdout}"
+    );
+    let status = wait_with_limit(&mut activate.0, Duration::from_secs(10))?;
+    assert!(status.success(), "{status}");
+    Ok(())
+}
+
+#[test]
 fn an_admin_socket_named_admin_serves_the_admin_routes() -> anyhow::Result<()> {
     let http = SharedSocket::bind()?;
     let admin = SharedSocket::bind()?;

