@@ -82,6 +82,17 @@ impl Runtime {
         cache_dir: Option<&Path>,
     ) -> anyhow::Result<Self> {
         let loader = Loader::start(&limits, true, cache_dir.map(Path::to_path_buf))?;
+        Self::for_app_on(loader, app, backends, limits)
+    }
+
+    /// [`Runtime::for_app`] on an engine already started with [`Loader::start`] for `limits`
+    /// (the server starts it while the stores open).
+    pub(crate) fn for_app_on(
+        loader: Loader,
+        app: &App,
+        backends: &HashMap<String, Arc<dyn KvBackend>>,
+        limits: Limits,
+    ) -> anyhow::Result<Self> {
         let deployment = loader.load_app(app, backends)?;
         Ok(Self::new(loader, deployment, limits))
     }

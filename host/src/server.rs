@@ -25,6 +25,7 @@ use crate::activation::Inherited;
 use crate::admin::Control;
 use crate::app::{App, DEFAULT_STORE_LABEL};
 use crate::config::Config;
+use crate::deployment::Loader;
 use crate::kv::KvBackend;
 use crate::limits::ConnectionLimits;
 use crate::metrics::{MeteredBackend, Metrics};
@@ -73,6 +74,14 @@ impl Server {
         } else {
             Metrics::off()
         });
+        // The engine (its pooling allocator reserved, its linker filled: a few ms) is made on a
+        // blocking thread while the stores open, so that a cold start waits for the longer of
+        // the two, not their sum (a remote store's connection takes a few round trips).
+        let engine = {
+            let limits = config.limits.clone();
+            let cache_dir = config.cache_dir.clone();
+            tokio::task::spawn_blocking(move || Loader::start(&limits, true, cache_dir))
+        };
         let mut metered = HashMap::new();
         for (label, settings) in &app.backends {
             let backend = settings
@@ -86,15 +95,11 @@ impl Server {
             .iter()
             .map(|(label, backend)| (label.clone(), backend.clone() as Arc<dyn KvBackend>))
             .collect();
-        let runtime = Runtime::for_app(
-            app,
-            &backends,
-            config.limits.clone(),
-            config.cache_dir.as_deref(),
-        )?
-        .with_metrics(metrics)
-        .with_public_url(config.public_url.clone())
-        .with_access_log(config.access_log);
+        let loader = engine.await.context("the engine start-up task failed")??;
+        let runtime = Runtime::for_app_on(loader, app, &backends, config.limits.clone())?
+            .with_metrics(metrics)
+            .with_public_url(config.public_url.clone())
+            .with_access_log(config.access_log);
         let runtime = Arc::new(runtime);
         let mut description = describe(app, &backends);
         let (listener, inherited_admin) = match inherited {
