@@ -16,10 +16,9 @@ use todo_host::{App, Config, Server, server};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    // Kept to the end of `main`: dropping it writes out the access lines still waiting.
-    let _logs = todo_host::logging::init();
     let cli = Cli::parse();
-    // Before any thread starts: taking the sockets edits the environment (`LISTEN_FDS`).
+    // Before any thread starts (the log flusher is one): taking the sockets edits the
+    // environment (`LISTEN_FDS`, `LISTEN_PID`).
     let inherited = match activation::inherited() {
         Ok(inherited) => inherited,
         Err(err) => {
@@ -27,6 +26,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Kept to the end of `main`: dropping it writes out the access lines still waiting.
+    let _logs = todo_host::logging::init();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = cli.workers {
         runtime.worker_threads(usize::from(workers));
