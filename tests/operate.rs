@@ -349,7 +349,13 @@ fn readiness_follows_the_store_and_health_the_process() -> anyhow::Result<()> {
 
 #[test]
 fn metrics_off_records_nothing_and_health_still_answers() -> anyhow::Result<()> {
-    let host = Host::start(&["--no-metrics", "--admin-listen", "127.0.0.1:0"])?;
+    let host = Host::start(&[
+        "--store",
+        "memory://",
+        "--no-metrics",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ])?;
     let (status, _) = host.call("POST", "/todos", Some(r#"{"title":"counted nowhere"}"#))?;
     assert_eq!(status, 201);
     let (status, body) = admin(&host, "GET", "/metrics")?;

@@ -20,7 +20,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
@@ -102,19 +101,10 @@ impl Control {
         let mut open = self.backends.lock().await;
         for (label, settings) in &app.backends {
             if !open.contains_key(label) {
-                let backend = settings
-                    .open(&config.store_options)
-                    .await
-                    .with_context(|| format!("cannot open key-value store '{label}'"))?;
-                open.insert(
-                    label.clone(),
-                    Arc::new(MeteredBackend::new(
-                        backend,
-                        self.runtime.metrics().clone(),
-                        label,
-                        settings.kind(),
-                    )),
-                );
+                let metrics = self.runtime.metrics().clone();
+                let backend =
+                    MeteredBackend::open(label, settings, &config.store_options, metrics).await?;
+                open.insert(label.clone(), Arc::new(backend));
             }
         }
         let backends: HashMap<String, Arc<dyn KvBackend>> = open

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use async_trait::async_trait;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -18,7 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::kv::{KeyPage, KvBackend, KvError, Values};
+use crate::kv::{BackendConfig, KeyPage, KvBackend, KvError, OpenOptions, Values};
 
 /// Latency buckets from 25 µs to about 13 s, doubling: a hello request, a page of todos, a
 /// request that meets the deadline.
@@ -389,6 +390,21 @@ pub struct MeteredBackend {
 }
 
 impl MeteredBackend {
+    /// Opens the store `label` of `settings` with `options`, metered into `metrics`: how a host
+    /// opens every store, at start-up and on a reload.
+    pub async fn open(
+        label: &str,
+        settings: &BackendConfig,
+        options: &OpenOptions,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let backend = settings
+            .open(options)
+            .await
+            .with_context(|| format!("cannot open key-value store '{label}'"))?;
+        Ok(Self::new(backend, metrics, label, settings.kind()))
+    }
+
     pub fn new(
         inner: Arc<dyn KvBackend>,
         metrics: Arc<Metrics>,

@@ -84,11 +84,9 @@ impl Server {
         };
         let mut metered = HashMap::new();
         for (label, settings) in &app.backends {
-            let backend = settings
-                .open(&config.store_options)
-                .await
-                .with_context(|| format!("cannot open key-value store '{label}'"))?;
-            let backend = MeteredBackend::new(backend, metrics.clone(), label, settings.kind());
+            let backend =
+                MeteredBackend::open(label, settings, &config.store_options, metrics.clone())
+                    .await?;
             metered.insert(label.clone(), Arc::new(backend));
         }
         let backends: HashMap<String, Arc<dyn KvBackend>> = metered
