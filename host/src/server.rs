@@ -1,6 +1,6 @@
 //! The HTTP front: start an [`App`] ([`Server::bind`], or [`Server::start`] on sockets a parent
 //! handed down), accept connections, hand each request to the [`Runtime`], and stop gracefully:
-//! on a signal, or after `--idle-exit` with no connection open.
+//! on a signal, or after `--idle-exit` with no request in flight.
 //!
 //! Stopping drains: the listener is closed first (a socket shared with a parent or other hosts
 //! stays open there, so connections still queued go to them, not to a reset), every answer from
