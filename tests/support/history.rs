@@ -64,10 +64,9 @@ pub struct Verdict {
     /// Creates acknowledged with an id smaller than that of a create acknowledged before they
     /// were sent.
     pub order_violations: usize,
-    /// Reads answered 404 for an id whose create was acknowledged before the read was sent.
-    pub stale_reads: usize,
-    /// When the first and the last stale read were sent.
-    pub stale_span: Option<(Duration, Duration)>,
+    /// Reads answered 404 for an id whose create was acknowledged before the read was sent:
+    /// when each was sent.
+    pub stale_reads: Vec<Duration>,
     /// Creates and reads that were indeterminate.
     pub indeterminate_creates: usize,
     pub indeterminate_reads: usize,
@@ -78,9 +77,10 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// Everything the rules forbid, one sentence each; empty when the history passes. Stale
-    /// reads are judged by the caller against its bound.
-    pub fn violations(&self) -> Vec<String> {
+    /// Everything the rules forbid, one sentence each; empty when the history passes. A stale
+    /// read is allowed only when sent within one of `stale_allowed` (`from`, `to`): the windows
+    /// the caller documents for its fault.
+    pub fn violations(&self, stale_allowed: &[(Duration, Duration)]) -> Vec<String> {
         let mut found = Vec::new();
         if !self.lost.is_empty() {
             found.push(format!(
@@ -91,6 +91,23 @@ impl Verdict {
         }
         if !self.duplicates.is_empty() {
             found.push(format!("ids acknowledged twice: {:?}", self.duplicates));
+        }
+        let outside: Vec<Duration> = self
+            .stale_reads
+            .iter()
+            .copied()
+            .filter(|&sent| {
+                !stale_allowed
+                    .iter()
+                    .any(|&(from, to)| from <= sent && sent <= to)
+            })
+            .collect();
+        if !outside.is_empty() {
+            found.push(format!(
+                "{} stale reads (404 for an acknowledged id) sent outside the allowed windows \
+                 {stale_allowed:?}, at {outside:?}",
+                outside.len()
+            ));
         }
         if self.order_violations > 0 {
             found.push(format!(
@@ -130,7 +147,7 @@ impl Verdict {
             self.lost.len(),
             self.duplicates.len(),
             self.order_violations,
-            self.stale_reads,
+            self.stale_reads.len(),
             self.create_window.as_secs_f64(),
             self.read_window.as_secs_f64(),
             format!(
@@ -203,9 +220,7 @@ pub fn check(history: &[Op], final_lists: &[Vec<u64>]) -> Verdict {
         if let (Request::Read(id), Answer::NotFound) = (&op.request, &op.answer)
             && acknowledged_at.get(id).is_some_and(|&at| at < op.sent)
         {
-            verdict.stale_reads += 1;
-            let (first, last) = verdict.stale_span.unwrap_or((op.sent, op.sent));
-            verdict.stale_span = Some((first.min(op.sent), last.max(op.sent)));
+            verdict.stale_reads.push(op.sent);
         }
     }
 
@@ -283,10 +298,10 @@ mod tests {
             create(40, 50, Answer::Indeterminate("503".into())),
         ];
         let verdict = check(&history, &[vec![1, 2, 3], vec![1, 2]]);
-        assert!(verdict.violations().is_empty(), "{verdict:?}");
+        assert!(verdict.violations(&[]).is_empty(), "{verdict:?}");
         assert_eq!((verdict.acknowledged, verdict.found), (2, 2));
         assert_eq!(verdict.indeterminate_creates, 1);
-        assert_eq!(verdict.stale_reads, 0);
+        assert!(verdict.stale_reads.is_empty());
     }
 
     #[test]
@@ -298,14 +313,14 @@ mod tests {
         let verdict = check(&history, &[vec![1, 2], vec![1]]);
         assert_eq!(verdict.lost, vec![2]);
         assert_eq!(verdict.found, 1);
-        assert_eq!(verdict.violations().len(), 1);
+        assert_eq!(verdict.violations(&[]).len(), 1);
     }
 
     #[test]
     fn an_indeterminate_create_missing_everywhere_is_not_lost() {
         let history = [create(0, 10, Answer::Indeterminate("timeout".into()))];
         let verdict = check(&history, &[vec![]]);
-        assert!(verdict.violations().is_empty());
+        assert!(verdict.violations(&[]).is_empty());
         assert!(verdict.lost.is_empty());
     }
 
@@ -317,7 +332,7 @@ mod tests {
         ];
         let verdict = check(&history, &[vec![7]]);
         assert_eq!(verdict.duplicates, vec![7]);
-        assert!(!verdict.violations().is_empty());
+        assert!(!verdict.violations(&[]).is_empty());
     }
 
     #[test]
@@ -346,8 +361,11 @@ mod tests {
             read(1, 30, 31, Answer::Indeterminate("503".into())),
         ];
         let verdict = check(&history, &[vec![1]]);
-        assert_eq!(verdict.stale_reads, 1);
-        assert_eq!(verdict.stale_span, Some((ms(20), ms(20))));
+        assert_eq!(verdict.stale_reads, vec![ms(20)]);
+        // A violation, unless sent within a window the caller allows.
+        assert_eq!(verdict.violations(&[]).len(), 1);
+        assert_eq!(verdict.violations(&[(ms(25), ms(40))]).len(), 1);
+        assert!(verdict.violations(&[(ms(15), ms(20))]).is_empty());
     }
 
     #[test]
