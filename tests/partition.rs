@@ -64,31 +64,41 @@ const MAJORITY_BOUND: Duration = Duration::from_secs(12);
 /// The sandboxes run one at a time: each is a whole cluster, and the machine has two cores.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Runs `body` inside a sandbox of its own (see [`netns::sandboxed`]), [`runs`] times.
+/// Runs `body` inside a sandbox of its own (see [`netns::run_sandboxed`]), once per run that
+/// [`runs`] asks, each in a new sandbox.
 fn sandboxed(name: &str, body: fn(usize) -> anyhow::Result<()>) -> anyhow::Result<()> {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !netns::sandboxed(name)? {
-        return Ok(());
-    }
-    for run in 1..=runs()? {
+    if let Some(run) = netns::inside()? {
         body(run)?;
+        return netns::done(name);
     }
-    netns::done(name)
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for run in 1..=runs()? {
+        netns::run_sandboxed(name, run)?;
+    }
+    Ok(())
 }
 
-/// What every nemesis ends with: the final reads through every host, the checker, convergence,
-/// the row, and the rules.
+/// `converged`: how long after the (last) fault ended the leader reported every replica current.
 fn judge(
     name: &str,
+    run: usize,
     bed: &Testbed,
     history: &[Op],
     stale_allowed: &[(Duration, Duration)],
+    converged: Duration,
 ) -> anyhow::Result<Verdict> {
+    nemesis::dump(history, &format!("{name}-{run}"))?;
     let lists = bed.final_lists()?;
-    let converged = bed.wait_converged(CONVERGENCE_BOUND)?;
+    // Under no load now, every node's own copy must be the same.
+    bed.wait_converged(CONVERGENCE_BOUND)?;
     let verdict = check(history, &lists);
     println!("{}", Verdict::header());
-    println!("{}", verdict.row(name, converged));
+    println!("{}", verdict.row(&format!("{name} {run}"), converged));
+    anyhow::ensure!(
+        converged < CONVERGENCE_BOUND,
+        "{name}: the replicas were current only {} after the fault",
+        secs(converged)
+    );
     if let (Some(first), Some(last)) = (
         verdict.stale_reads.iter().min(),
         verdict.stale_reads.iter().max(),
@@ -134,7 +144,7 @@ fn partition_of_the_stream_leader_loses_no_acknowledged_create() -> anyhow::Resu
 fn partition(run: usize) -> anyhow::Result<()> {
     let bed = Testbed::start()?;
     let leader = bed.cluster.nodes[0].name.clone();
-    let ((cut_at, healed_at, elected, stepped_down), history) = under_load(&bases(&bed), |load| {
+    let ((cut_at, healed_at, elected, converged), history) = under_load(&bases(&bed), |load| {
         std::thread::sleep(STEADY);
         let cut_at = load.now();
         bed.net.cut(0, &[1, 2])?;
@@ -162,19 +172,21 @@ fn partition(run: usize) -> anyhow::Result<()> {
         }
         bed.net.heal(0)?;
         let healed_at = load.now();
+        let converged = bed.wait_replicas_current(CONVERGENCE_BOUND)?;
         let recovered = load.wait_recovered(bed.hosts.len(), healed_at, RECOVERY);
         println!(
             "partition run {run}: cut {leader} at {}; majority elected a leader {} after the \
-                 cut; {leader} stopped leading {} after the cut; healed at {}; every host created \
-                 again after {:?}",
+             cut; {leader} stopped leading {} after the cut; healed at {}; replicas current {} \
+             after; every host created again after {:?}",
             secs(cut_at),
             maybe_secs(elected),
             maybe_secs(stepped_down),
             secs(healed_at),
+            secs(converged),
             recovered.iter().map(|d| maybe_secs(*d)).collect::<Vec<_>>(),
         );
         std::thread::sleep(STEADY);
-        anyhow::Ok((cut_at, healed_at, elected, stepped_down))
+        anyhow::Ok((cut_at, healed_at, elected, converged))
     })?;
     let minority_first_failure = first_failure_after(&history, 0, cut_at);
     let minority_slowest = slowest_answer(&history, 0, cut_at, healed_at);
@@ -197,11 +209,16 @@ fn partition(run: usize) -> anyhow::Result<()> {
         secs(minority_slowest),
         secs(majority_window),
     );
+    for line in nemesis::by_host(&history, bed.hosts.len(), cut_at, healed_at) {
+        println!("partition run {run}, during the cut: {line}");
+    }
     let verdict = judge(
         "partition",
+        run,
         &bed,
         &history,
         &[(cut_at, cut_at + STALE_BOUND)],
+        converged,
     )?;
     if let Some(last) = verdict.stale_reads.iter().max() {
         println!(
@@ -225,7 +242,6 @@ fn partition(run: usize) -> anyhow::Result<()> {
         "the majority elected no leader within {}",
         secs(MAJORITY_BOUND)
     );
-    let _ = stepped_down;
     Ok(())
 }
 
@@ -241,10 +257,11 @@ fn pausing_the_stream_leader_five_times_loses_no_acknowledged_create() -> anyhow
 /// within [`PAUSE_RECOVERY_BOUND`].
 fn pause(run: usize) -> anyhow::Result<()> {
     let bed = Testbed::start()?;
-    let ((recoveries, paused), history) = under_load(&bases(&bed), |load| {
+    let ((recoveries, paused, converged), history) = under_load(&bases(&bed), |load| {
         std::thread::sleep(STEADY);
         let mut recoveries = Vec::new();
         let mut paused = Vec::new();
+        let mut converged = Duration::ZERO;
         for round in 1..=PAUSES {
             let leader = bed.leader()?;
             let node = &bed.cluster.nodes[leader];
@@ -255,6 +272,7 @@ fn pause(run: usize) -> anyhow::Result<()> {
             support::signal(pid.parse()?, "CONT")?;
             let continued = load.now();
             paused.push((stopped, continued + STALE_AFTER_CONT));
+            converged = converged.max(bed.wait_replicas_current(CONVERGENCE_BOUND)?);
             let recovered = load.wait_recovered(bed.hosts.len(), continued, RECOVERY);
             println!(
                 "pause run {run}, round {round}: paused {} (the leader) for {}; every host \
@@ -266,9 +284,9 @@ fn pause(run: usize) -> anyhow::Result<()> {
             recoveries.push(recovered);
         }
         std::thread::sleep(STEADY);
-        anyhow::Ok((recoveries, paused))
+        anyhow::Ok((recoveries, paused, converged))
     })?;
-    judge("pause", &bed, &history, &paused)?;
+    judge("pause", run, &bed, &history, &paused, converged)?;
     for (round, recovered) in recoveries.iter().enumerate() {
         for (host, took) in recovered.iter().enumerate() {
             anyhow::ensure!(
@@ -304,6 +322,7 @@ fn crash(run: usize) -> anyhow::Result<()> {
         let replacing = load.now();
         bed.cluster.replace(victim)?;
         let caught_up = load.now() - replacing;
+        let converged = bed.wait_replicas_current(CONVERGENCE_BOUND)? + caught_up;
         let recovered = load.wait_recovered(bed.hosts.len(), load.now(), RECOVERY);
         println!(
             "crash run {run}: killed {} (the leader) at {}, replaced it with an empty store \
@@ -316,9 +335,10 @@ fn crash(run: usize) -> anyhow::Result<()> {
             recovered.iter().map(|d| maybe_secs(*d)).collect::<Vec<_>>()
         );
         std::thread::sleep(STEADY);
-        anyhow::Ok(caught_up)
+        anyhow::Ok((caught_up, converged))
     })?;
-    let verdict = judge("crash", &bed, &history, &[])?;
+    let (caught_up, converged) = caught_up;
+    let verdict = judge("crash", run, &bed, &history, &[], converged)?;
     // The replaced node leads; a host that names only it reads every acknowledged create.
     bed.lead_on(victim)?;
     let ip = bed.net.ips[victim].clone();
@@ -365,18 +385,22 @@ fn planned(run: usize) -> anyhow::Result<()> {
         let first = bed.leader()?;
         let order = [first, (first + 1) % 3, (first + 2) % 3];
         let mut steps = Vec::new();
+        let mut converged = Duration::ZERO;
         for i in order {
             let led = bed.leader()? == i;
             let from = load.now();
             bed.cluster.restart_gracefully(i)?;
             let back = load.now();
+            converged =
+                converged.max(bed.wait_replicas_current(CONVERGENCE_BOUND)? + (back - from));
             std::thread::sleep(Duration::from_secs(2));
             steps.push((bed.cluster.nodes[i].name.clone(), led, from, back));
         }
         std::thread::sleep(STEADY);
-        anyhow::Ok(steps)
+        anyhow::Ok((steps, converged))
     })?;
-    judge("planned", &bed, &history, &[])?;
+    let (steps, converged) = steps;
+    judge("planned", run, &bed, &history, &[], converged)?;
     for (name, led, from, back) in steps {
         let creates: Vec<(Duration, bool)> = history
             .iter()

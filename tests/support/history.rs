@@ -121,7 +121,7 @@ impl Verdict {
     /// The table's header, to go with [`Verdict::row`].
     pub fn header() -> String {
         format!(
-            "| {:<9} | {:>5} | {:>5} | {:>4} | {:>4} | {:>9} | {:>5} | {:>7} | {:>7} | {:>14} | {:>12} |\n\
+            "| {:<11} | {:>5} | {:>5} | {:>4} | {:>4} | {:>9} | {:>5} | {:>7} | {:>7} | {:>14} | {:>12} |\n\
              |---|---|---|---|---|---|---|---|---|---|---|",
             "nemesis",
             "acked",
@@ -140,7 +140,7 @@ impl Verdict {
     /// One row of the table (`converged`: how long after healing every node held the same data).
     pub fn row(&self, nemesis: &str, converged: Duration) -> String {
         format!(
-            "| {:<9} | {:>5} | {:>5} | {:>4} | {:>4} | {:>9} | {:>5} | {:>6.2}s | {:>6.2}s | {:>14} | {:>11.1}s |",
+            "| {:<11} | {:>5} | {:>5} | {:>4} | {:>4} | {:>9} | {:>5} | {:>6.2}s | {:>6.2}s | {:>14} | {:>11.1}s |",
             nemesis,
             self.acknowledged,
             self.found,

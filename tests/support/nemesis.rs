@@ -135,6 +135,27 @@ impl Testbed {
         }
     }
 
+    /// Waits until the stream's leader reports every other replica current (caught up, as the
+    /// leader's `STREAM.INFO` says), and returns how long that took. Works under load, unlike
+    /// comparing the replicas' sequences.
+    pub fn wait_replicas_current(&self, within: Duration) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        loop {
+            let info = self.cluster.stream_cluster(STREAM);
+            if let Ok(info) = &info
+                && info.leader.is_some()
+                && info.replicas.len() == self.cluster.nodes.len() - 1
+                && info.replicas.iter().all(|(_, current, _)| *current)
+            {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > within {
+                bail!("the replicas were not all current within {within:?}: {info:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Every todo id each host lists, each host asked until it answers (it may be between
     /// servers just after a fault).
     pub fn final_lists(&self) -> anyhow::Result<Vec<Vec<u64>>> {
@@ -183,12 +204,16 @@ impl Load {
         self.start.elapsed()
     }
 
-    /// Whether, after `since`, a create through host `host` was acknowledged.
-    pub fn created_through_since(&self, host: usize, since: Duration) -> bool {
+    /// How long after `since` the first create through host `host` answered after `since` was
+    /// acknowledged, if one was.
+    pub fn created_through_since(&self, host: usize, since: Duration) -> Option<Duration> {
         let history = self.history.lock().unwrap();
-        history.iter().any(|op| {
-            op.host == host && op.answered > since && matches!(op.answer, Answer::Created(_))
-        })
+        history
+            .iter()
+            .filter(|op| op.host == host && op.answered > since)
+            .filter(|op| matches!(op.answer, Answer::Created(_)))
+            .map(|op| op.answered - since)
+            .min()
     }
 
     /// Waits until a create through every host has been acknowledged after `since`, for at most
@@ -202,8 +227,8 @@ impl Load {
         let mut recovered = vec![None; hosts];
         while recovered.iter().any(Option::is_none) && self.now() < since + within {
             for (host, slot) in recovered.iter_mut().enumerate() {
-                if slot.is_none() && self.created_through_since(host, since) {
-                    *slot = Some(self.now() - since);
+                if slot.is_none() {
+                    *slot = self.created_through_since(host, since);
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -325,6 +350,53 @@ pub fn first_failure_after(history: &[Op], host: usize, from: Duration) -> Optio
         .filter(|op| matches!(op.answer, Answer::Indeterminate(_)))
         .map(|op| op.answered - from)
         .min()
+}
+
+/// What each host answered to the operations sent in `[from, to)`: one line per host.
+pub fn by_host(history: &[Op], hosts: usize, from: Duration, to: Duration) -> Vec<String> {
+    (0..hosts)
+        .map(|host| {
+            let (mut created, mut found, mut not_found, mut failed_c, mut failed_r) =
+                (0, 0, 0, 0, 0);
+            for op in history
+                .iter()
+                .filter(|op| op.host == host && op.sent >= from && op.sent < to)
+            {
+                match (&op.request, &op.answer) {
+                    (Request::Create, Answer::Created(_)) => created += 1,
+                    (Request::Create, _) => failed_c += 1,
+                    (Request::Read(_), Answer::Found) => found += 1,
+                    (Request::Read(_), Answer::NotFound) => not_found += 1,
+                    (Request::Read(_), _) => failed_r += 1,
+                }
+            }
+            format!(
+                "host {host}: creates {created} acknowledged, {failed_c} not; reads {found} \
+                 found, {not_found} not found, {failed_r} failed"
+            )
+        })
+        .collect()
+}
+
+/// Writes `history` to `$TODO_NEMESIS_HISTORY/NAME.tsv` when that variable names a folder, for
+/// a look beyond the checker's table: one operation a line.
+pub fn dump(history: &[Op], name: &str) -> anyhow::Result<()> {
+    let Some(dir) = std::env::var_os("TODO_NEMESIS_HISTORY") else {
+        return Ok(());
+    };
+    let path = std::path::Path::new(&dir).join(format!("{name}.tsv"));
+    let mut text = String::from("host\trequest\tsent_ms\tanswered_ms\tanswer\n");
+    for op in history {
+        text.push_str(&format!(
+            "{}\t{:?}\t{}\t{}\t{:?}\n",
+            op.host,
+            op.request,
+            op.sent.as_millis(),
+            op.answered.as_millis(),
+            op.answer
+        ));
+    }
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Formats `d` in seconds with one decimal.

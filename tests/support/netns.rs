@@ -24,17 +24,27 @@ const BRIDGE: &str = "nem0";
 /// exists only inside the sandbox's network namespace, which has no route anywhere else.
 const SUBNET: &str = "10.27.0";
 
-/// Runs the test `name` (its full path, as libtest's `--exact` wants it) inside a new sandbox,
-/// unless this process already is that sandbox. Returns `Ok(true)` inside, where the caller runs
-/// the test body and then calls [`done`]; `Ok(false)` outside, after the sandboxed run passed.
-pub fn sandboxed(name: &str) -> anyhow::Result<bool> {
-    if std::env::var_os(INSIDE).is_some() {
-        // A mount namespace of our own: `ip netns add` mounts under /run/netns, and a tmpfs
-        // there keeps its files off the machine's /run.
-        std::fs::create_dir_all("/run/netns").context("cannot create /run/netns")?;
-        run(Command::new("mount").args(["-t", "tmpfs", "nemesis", "/run/netns"]))?;
-        return Ok(true);
-    }
+/// Which run this process is, when it is the sandbox (see [`run_sandboxed`]); `None` outside.
+/// Inside, it also lays a tmpfs over /run/netns, where `ip netns add` mounts the namespaces:
+/// the mount namespace is the sandbox's own, and so the files stay off the machine's /run.
+pub fn inside() -> anyhow::Result<Option<usize>> {
+    let Some(value) = std::env::var_os(INSIDE) else {
+        return Ok(None);
+    };
+    let number: usize = value
+        .to_str()
+        .and_then(|value| value.parse().ok())
+        .with_context(|| format!("{INSIDE}={value:?} is not a run number"))?;
+    std::fs::create_dir_all("/run/netns").context("cannot create /run/netns")?;
+    run(Command::new("mount").args(["-t", "tmpfs", "nemesis", "/run/netns"]))?;
+    Ok(Some(number))
+}
+
+/// Runs the test `name` (its full path, as libtest's `--exact` wants it) again, as run number
+/// `run`, inside a new sandbox: this same test binary under `unshare`, where [`inside`] says so.
+/// Fails if the sandbox cannot be made (naming what is missing), if the test fails in it, or if
+/// no test ran.
+pub fn run_sandboxed(name: &str, run: usize) -> anyhow::Result<()> {
     require_tools()?;
     let probe = Command::new("unshare")
         .args(["--net", "--mount", "--pid", "--fork", "true"])
@@ -51,9 +61,11 @@ pub fn sandboxed(name: &str) -> anyhow::Result<bool> {
     }
     let done = tempfile::NamedTempFile::new()?;
     let exe = std::env::current_exe()?;
-    // `--kill-child`: if this process dies, the sandbox's first process dies, and with it (it
-    // is the PID namespace's init) every process in the sandbox.
-    let status = Command::new("unshare")
+    // `setpriv --pdeathsig KILL`: unshare dies with the thread that started it (a test killed,
+    // a harness gone), and `--kill-child` takes the sandbox's first process with it, which is
+    // the PID namespace's init: every process in the sandbox dies.
+    let status = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--", "unshare"])
         .args([
             "--net",
             "--mount",
@@ -64,20 +76,20 @@ pub fn sandboxed(name: &str) -> anyhow::Result<bool> {
         ])
         .arg(&exe)
         .args([name, "--exact", "--nocapture", "--test-threads", "1"])
-        .env(INSIDE, "1")
+        .env(INSIDE, run.to_string())
         .env(DONE_FILE, done.path())
         .status()
-        .with_context(|| format!("cannot run {} under unshare", exe.display()))?;
+        .with_context(|| format!("cannot run {} under setpriv and unshare", exe.display()))?;
     anyhow::ensure!(
         status.success(),
-        "{name} failed inside its sandbox ({status}): its output is above"
+        "{name} (run {run}) failed inside its sandbox ({status}): its output is above"
     );
     let ran = std::fs::read_to_string(done.path())?;
     anyhow::ensure!(
         ran.trim() == name,
         "{name} did not run inside its sandbox (no test matched `{name}`?)"
     );
-    Ok(false)
+    Ok(())
 }
 
 /// Says, from inside the sandbox, that test `name` ran to its end.
@@ -90,6 +102,7 @@ pub fn done(name: &str) -> anyhow::Result<()> {
 fn require_tools() -> anyhow::Result<()> {
     for (tool, package) in [
         ("unshare", "util-linux"),
+        ("setpriv", "util-linux"),
         ("ip", "iproute2"),
         ("nft", "nftables"),
     ] {
@@ -131,7 +144,7 @@ pub struct Network {
 }
 
 impl Network {
-    /// Builds the bridge and the namespaces. Only inside the sandbox ([`sandboxed`]): outside it
+    /// Builds the bridge and the namespaces. Only inside the sandbox ([`inside`]): outside it
     /// this would change the machine's own network.
     pub fn build(count: usize) -> anyhow::Result<Self> {
         anyhow::ensure!(

