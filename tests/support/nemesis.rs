@@ -1,9 +1,9 @@
 //! The test bed of the nemesis tests (`tests/partition.rs`): a three-node NATS JetStream cluster,
 //! durable (`sync_interval: always`), one node per network namespace ([`netns`]), and one
 //! `todo-host` in each node's namespace, connected to that node, so that a host sits on each side
-//! of any cut; and the clients, threads of the test that create todos and read acknowledged ones back through every
-//! host, recording the history the checker ([`history`]) judges. The faults themselves are in
-//! the test file: each is a few lines over this.
+//! of any cut; and the clients, threads of the test pinned to a host each, that create todos and
+//! read back ones acknowledged through any host, recording the history the checker ([`history`])
+//! judges. The faults themselves are in the test file: each is a few lines over this.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -261,19 +261,25 @@ pub fn under_load<T>(
     Ok((outcome, load.history.into_inner().unwrap()))
 }
 
-/// One client: a create through one host, then a read of an acknowledged id (any client's)
-/// through the next, round the hosts, until told to stop.
+/// Reads each client makes after each create: reads are what a partition's minority side can
+/// get wrong, and a create through it takes seconds to fail.
+const READS_PER_CREATE: usize = 3;
+
+/// One client, pinned to host `client % hosts` (a host that hangs stalls its own clients only,
+/// as a load balancer's connections would): a create, then [`READS_PER_CREATE`] reads of ids
+/// acknowledged through any host, until told to stop.
 fn run_client(client: usize, bases: &[String], load: &Load) {
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(2))
         .timeout(CLIENT_TIMEOUT)
         .build();
-    let mut n = client;
+    let host = client % bases.len();
+    let base = &bases[host];
+    let mut n = 0;
     while !load.stop.load(Ordering::Relaxed) {
-        let host = n % bases.len();
         let sent = load.now();
         let answer = match agent
-            .post(&format!("{}/todos", bases[host]))
+            .post(&format!("{base}/todos"))
             .set("content-type", "application/json")
             .send_string(&format!(r#"{{"title":"c{client}-{n}"}}"#))
         {
@@ -304,14 +310,23 @@ fn run_client(client: usize, bases: &[String], load: &Load) {
         });
         std::thread::sleep(PAUSE);
 
-        let id = {
-            let acknowledged = load.acknowledged.lock().unwrap();
-            (!acknowledged.is_empty()).then(|| acknowledged[fastrand::usize(..acknowledged.len())])
-        };
-        if let Some(id) = id {
-            let host = (n + 1) % bases.len();
+        for _ in 0..READS_PER_CREATE {
+            if load.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            // Half the reads ask for the newest acknowledged id: that is the one a stale copy
+            // lacks. The others, any: a lost write shows there.
+            let id = {
+                let acknowledged = load.acknowledged.lock().unwrap();
+                match acknowledged.last() {
+                    Some(&newest) if fastrand::bool() => Some(newest),
+                    Some(_) => Some(acknowledged[fastrand::usize(..acknowledged.len())]),
+                    None => None,
+                }
+            };
+            let Some(id) = id else { break };
             let sent = load.now();
-            let answer = match agent.get(&format!("{}/todos/{id}", bases[host])).call() {
+            let answer = match agent.get(&format!("{base}/todos/{id}")).call() {
                 Ok(response) if response.status() == 200 => Answer::Found,
                 Ok(response) => Answer::Indeterminate(response.status().to_string()),
                 Err(ureq::Error::Status(404, _)) => Answer::NotFound,
