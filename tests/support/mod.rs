@@ -64,6 +64,20 @@ impl Host {
         Self::launch(command)
     }
 
+    /// Starts `todo-host` through `wrapper` (`ip netns exec NAME`, say, which execs it: the
+    /// process id is the host's) listening on `listen` with `args`, and waits for its start-up
+    /// line.
+    pub fn start_wrapped(wrapper: &[&str], listen: &str, args: &[&str]) -> anyhow::Result<Self> {
+        let (program, wrapper_args) = wrapper.split_first().context("an empty wrapper")?;
+        let mut command = Command::new(program);
+        command
+            .args(wrapper_args)
+            .arg(HOST_BIN)
+            .args(["--listen", listen])
+            .args(args);
+        Self::launch(command)
+    }
+
     /// Like [`Host::start`], with `dir` as the working directory: relative paths in `args` (a
     /// manifest, a store) are resolved there, as they are for someone running the command in it.
     pub fn start_in(dir: &Path, args: &[&str]) -> anyhow::Result<Self> {

