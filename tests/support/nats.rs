@@ -338,6 +338,28 @@ fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
+/// How many times a server (or a cluster) is started afresh, on new ports, when one of the ports
+/// picked free was taken before the server bound it: a connection of another test running in
+/// parallel can get the same number from the kernel in between (seen once in CI).
+const PORT_RACE_ATTEMPTS: usize = 3;
+
+/// Runs `start` again, up to [`PORT_RACE_ATTEMPTS`] times in all, while it fails because a port
+/// was already in use; whatever it started before failing is dropped (and killed) first.
+fn again_if_a_port_was_taken<T>(mut start: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let mut attempt = 1;
+    loop {
+        match start() {
+            Err(err)
+                if attempt < PORT_RACE_ATTEMPTS
+                    && format!("{err:#}").contains("address already in use") =>
+            {
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// One JetStream server.
 pub struct NatsServer {
     pub node: NatsNode,
@@ -346,10 +368,12 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a server on free ports and waits until JetStream is ready.
     pub fn start() -> anyhow::Result<Self> {
-        let mut node = NatsNode::new("solo")?;
-        node.spawn(None)?;
-        node.wait_healthy()?;
-        Ok(Self { node })
+        again_if_a_port_was_taken(|| {
+            let mut node = NatsNode::new("solo")?;
+            node.spawn(None)?;
+            node.wait_healthy()?;
+            Ok(Self { node })
+        })
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -387,6 +411,10 @@ impl NatsCluster {
     /// Starts one server per placement, `n1`, `n2`, ..., `sync_interval: always` if `durable`,
     /// and waits until each is healthy.
     pub fn start_placed(places: &[Placement], durable: bool) -> anyhow::Result<Self> {
+        again_if_a_port_was_taken(|| Self::start_once(places, durable))
+    }
+
+    fn start_once(places: &[Placement], durable: bool) -> anyhow::Result<Self> {
         let nodes: Vec<NatsNode> = places
             .iter()
             .enumerate()
