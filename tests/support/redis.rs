@@ -5,7 +5,6 @@
 //! installs it with every other tool the tests need).
 
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,16 +18,27 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a server on a free port and waits until it answers `PING`.
+    /// Starts a server on a free port and waits until it answers `PING`. A server that exits at
+    /// once is started again on another port, up to [`START_ATTEMPTS`] times in all: the port
+    /// picked free can be taken before the server binds it (a connection of a test running in
+    /// parallel may get the same number from the kernel).
     pub fn start() -> anyhow::Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut server = Self {
-            child: None,
-            port,
-            dir: tempfile::tempdir()?,
-        };
-        server.restart()?;
-        Ok(server)
+        let mut attempt = 1;
+        loop {
+            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let mut server = Self {
+                child: None,
+                port,
+                dir: tempfile::tempdir()?,
+            };
+            match server.restart() {
+                Ok(()) => return Ok(server),
+                Err(err) if attempt < START_ATTEMPTS && format!("{err:#}").contains("exited") => {
+                    attempt += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -64,29 +74,42 @@ impl RedisServer {
                  tool the tests need)",
             )?;
         self.child = Some(child);
-        wait_for_pong(self.port, self.dir.path())
+        self.wait_for_pong()
+    }
+
+    /// Waits until the server answers `PING`; fails at once if it exits first.
+    fn wait_for_pong(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if ping(self.port).unwrap_or(false) {
+                return Ok(());
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "redis-server on port {} exited ({status}) before it answered PING",
+                    self.port
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "redis-server on port {} (dir {}) did not answer PING within 10 s",
+                    self.port,
+                    self.dir.path().display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
+
+/// How many times [`RedisServer::start`] tries, each on a port picked afresh.
+const START_ATTEMPTS: usize = 3;
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.stop();
-    }
-}
-
-fn wait_for_pong(port: u16, dir: &Path) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if ping(port).unwrap_or(false) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "redis-server on port {port} (dir {}) did not answer PING within 10 s",
-                dir.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
