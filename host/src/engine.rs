@@ -9,6 +9,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use anyhow::Context as _;
@@ -249,16 +250,12 @@ pub struct EpochTicker {
 
 #[derive(Debug, Default)]
 struct TickerShared {
-    state: Mutex<TickerState>,
+    /// Instances alive now: an atomic, so that a request takes no lock unless it is the one that
+    /// wakes the thread.
+    busy: AtomicUsize,
+    /// Set when the ticker is dropped: the thread returns.
+    stopped: Mutex<bool>,
     wake: Condvar,
-}
-
-#[derive(Debug, Default)]
-struct TickerState {
-    /// Instances alive now.
-    busy: usize,
-    /// The ticker was dropped: the thread returns.
-    stopped: bool,
 }
 
 /// Keeps the epoch advancing while it lives; see [`EpochTicker::ticking`].
@@ -278,14 +275,14 @@ impl EpochTicker {
             .spawn(move || {
                 loop {
                     {
-                        let mut state = lock(&thread_shared.state);
-                        while state.busy == 0 && !state.stopped {
-                            state = thread_shared
+                        let mut stopped = lock(&thread_shared.stopped);
+                        while thread_shared.busy.load(Ordering::SeqCst) == 0 && !*stopped {
+                            stopped = thread_shared
                                 .wake
-                                .wait(state)
+                                .wait(stopped)
                                 .unwrap_or_else(std::sync::PoisonError::into_inner);
                         }
-                        if state.stopped {
+                        if *stopped {
                             return;
                         }
                     }
@@ -302,9 +299,10 @@ impl EpochTicker {
     /// Keeps the epoch advancing until the returned guard is dropped: an instance's deadline and
     /// its yields depend on it.
     pub fn ticking(&self) -> Ticking {
-        let mut state = lock(&self.shared.state);
-        state.busy += 1;
-        if state.busy == 1 {
+        if self.shared.busy.fetch_add(1, Ordering::SeqCst) == 0 {
+            // Under the lock the thread checks `busy` under, so that the wake-up cannot fall
+            // between its check and its wait.
+            let _stopped = lock(&self.shared.stopped);
             self.shared.wake.notify_one();
         }
         Ticking {
@@ -315,19 +313,20 @@ impl EpochTicker {
 
 impl Drop for Ticking {
     fn drop(&mut self) {
-        lock(&self.shared.state).busy -= 1;
+        // No wake-up needed: the thread sees 0 after its next tick and sleeps.
+        self.shared.busy.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        lock(&self.shared.state).stopped = true;
+        *lock(&self.shared.stopped) = true;
         self.shared.wake.notify_one();
     }
 }
 
-/// The ticker's state: a counter and a flag, consistent whatever thread panicked holding it.
-fn lock(state: &Mutex<TickerState>) -> std::sync::MutexGuard<'_, TickerState> {
+/// The ticker's flag, consistent whatever thread panicked holding it.
+fn lock(state: &Mutex<bool>) -> std::sync::MutexGuard<'_, bool> {
     state
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -334,8 +334,9 @@ pub async fn run(
     // exit waits for none to be for `idle_exit`).
     let (count, counted) = tokio::sync::watch::channel(0usize);
     let count = Arc::new(count);
+    // Requests are counted only for an idle exit: without one, the request path pays nothing.
     let (requests, in_flight) = tokio::sync::watch::channel(0usize);
-    let requests = Arc::new(requests);
+    let requests = idle_exit.map(|_| Arc::new(requests));
     let draining = Arc::new(AtomicBool::new(false));
     let mut http = http1::Builder::new();
     http.keep_alive(true)
@@ -454,13 +455,13 @@ impl Drop for Counted {
     }
 }
 
-/// Hands each request to `runtime`, counted in `requests` while in flight; once `draining`,
+/// Hands each request to `runtime`, counted in `requests` (if given) while in flight; once `draining`,
 /// every answer also closes its connection.
 fn service(
     runtime: Arc<Runtime>,
     peer: SocketAddr,
     draining: Arc<AtomicBool>,
-    requests: Arc<tokio::sync::watch::Sender<usize>>,
+    requests: Option<Arc<tokio::sync::watch::Sender<usize>>>,
 ) -> impl hyper::service::Service<
     hyper::Request<hyper::body::Incoming>,
     Response = hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>,
@@ -470,7 +471,7 @@ fn service(
     service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         let runtime = runtime.clone();
         let draining = draining.clone();
-        let in_flight = Counted::new(requests.clone());
+        let in_flight = requests.clone().map(Counted::new);
         async move {
             let _in_flight = in_flight;
             tracing::debug!(%peer, method = %request.method(), uri = %request.uri(), "request");
