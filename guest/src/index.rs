@@ -40,10 +40,13 @@
 //!
 //! # Batches
 //!
-//! One batch call names at most [`BATCH`] keys: one node's children, the unit every read here
-//! works in. That is the guest's own bound, not a copy of a host's: a host whose limit is lower
-//! splits a batch itself (`todo-host` does, `--kv-max-batch-keys`), so the guest needs to know
-//! nothing of it, and asks the store nothing to learn it.
+//! A batch is one round trip, so reads go level by level, breadth first: a request reads the id
+//! counter together with the top of the tree and the first path down ([`Store::open_after`]),
+//! then at most one batch per level below, then one of todos. One batch call names at most
+//! [`BATCH`] keys (a page of 1,000 todos). That is the guest's own bound, not a copy of a
+//! host's: a host whose limit is lower splits a batch itself (`todo-host` does,
+//! `--kv-max-batch-keys`), so the guest needs to know nothing of it, and asks the store nothing
+//! to learn it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -58,8 +61,8 @@ use crate::time::Timestamp;
 /// Children per node: 64, so a block's ids fit one `u64` of bits.
 pub const FANOUT: u64 = 1 << FANOUT_BITS;
 const FANOUT_BITS: u32 = 6;
-// One node's children are one batch call: the unit every read here works in ("Batches").
-const _: () = assert!(FANOUT as usize == BATCH);
+// A node's children (their fences and summaries) fit one batch call ("Batches").
+const _: () = assert!(2 * FANOUT as usize <= BATCH);
 /// The deepest level: level-3 nodes are the top of the tree.
 pub const LEVELS: u8 = 3;
 /// How long a fence may stay unsettled, unchanged, before readers take its writer for dead.
@@ -234,6 +237,21 @@ pub struct Store<'a> {
     now: Timestamp,
     max_id: u64,
     counts: RefCell<HashMap<Node, Counts>>,
+    /// Fences and summaries read with the id counter, in the same batch: each is used once, to
+    /// trust its node's summary ([`Store::open`]).
+    prefetched: RefCell<HashMap<String, Option<Vec<u8>>>>,
+}
+
+/// Level-3 nodes whose fence and summary come with the id counter: the whole top of the tree up
+/// to 1,048,576 ids, so that a count of such a store costs no trip of its own.
+const TOP_PREFETCH: u64 = 4;
+
+/// What the fence and summary of a node, read together, say.
+enum Trust {
+    /// The summary is current: its counts.
+    Current(Box<Counts>),
+    /// It is not: the fence, and the summary to replace.
+    Stale(u64, Summary),
 }
 
 /// A page of ids, and whether more follow it.
@@ -244,13 +262,53 @@ pub struct IdPage {
 }
 
 impl<'a> Store<'a> {
-    /// Opens the index of `kv`: reads the id counter.
+    /// Opens the index of `kv` for reads from the first id: [`Store::open_after`] 0.
     pub fn open(kv: &'a dyn Kv, now: Timestamp) -> Result<Self, ApiError> {
+        Self::open_after(kv, now, 0)
+    }
+
+    /// Opens the index of `kv` for reads of the ids after `after`, in one round trip: the id
+    /// counter, and in the same batch the fences and summaries a page is likely to need first
+    /// (the top of the tree, and the level-2 node and block that hold `after` or follow it). On
+    /// a store whose summaries are current, a page of one block then needs one more trip (its
+    /// todos), and any page at most three more: one per level below the top, one of todos.
+    ///
+    /// The counter and the fences come from one batch, in no known order, so these fences only
+    /// ever *trust* a summary (a summary matching its fence is current, whenever it was read);
+    /// a node to recompute is read again, after the counter (see "Why a summary can be trusted").
+    pub fn open_after(kv: &'a dyn Kv, now: Timestamp, after: u64) -> Result<Self, ApiError> {
+        let mut nodes: Vec<Node> = (0..TOP_PREFETCH)
+            .map(|n| Node { level: LEVELS, n })
+            .collect();
+        for level in (1..LEVELS).rev() {
+            nodes.push(Node::of(after, level));
+        }
+        if !nodes.contains(&Node::of(after, LEVELS)) {
+            nodes.push(Node::of(after, LEVELS));
+        }
+        let mut keys = vec![NEXT_ID_KEY.to_string()];
+        keys.extend(
+            nodes
+                .iter()
+                .flat_map(|node| [node.fence_key(), node.summary_key()]),
+        );
+        let mut values = kv
+            .get_many(&keys)?
+            .into_iter()
+            .map(|found| found.map(|(_, value)| value));
+        let max_id = match values.next().flatten() {
+            None => 0,
+            Some(bytes) => parse_counter(&bytes).ok_or_else(|| {
+                ApiError::Store(format!("'{NEXT_ID_KEY}' does not hold a counter"))
+            })?,
+        };
+        let prefetched = keys.into_iter().skip(1).zip(values).collect();
         Ok(Self {
             kv,
             now,
-            max_id: max_id(kv)?,
+            max_id,
             counts: RefCell::new(HashMap::new()),
+            prefetched: RefCell::new(prefetched),
         })
     }
 
@@ -320,95 +378,86 @@ impl<'a> Store<'a> {
 
     /// Up to `limit` ids in ascending order: those after id `after`, less the first `skip` of
     /// them; `more` when others follow.
+    ///
+    /// Level by level, breadth first: at each level, the nodes the page needs are chosen by
+    /// their counts, and their own counts read in one batch; so a page costs one trip per level
+    /// below the top at most, however many nodes it spans. The nodes that hold `after` itself
+    /// (where only some ids follow it) are counted first, along `after`'s path, which
+    /// [`Store::open_after`] has already read.
     pub fn page(&self, after: u64, skip: u64, limit: usize) -> Result<IdPage, ApiError> {
         let top = self.top();
         let counts = self.counts(&top)?;
-        let children: Vec<(Node, u64)> = top
+        let mut candidates: Vec<(Node, u64)> = top
             .iter()
             .zip(&counts)
             .map(|(node, c)| (*node, c.total().0))
             .collect();
+        let want = limit.saturating_add(1) as u64;
         let mut skip = skip;
-        let mut ids = Vec::new();
-        self.walk(
-            &children,
-            after,
-            &mut skip,
-            limit.saturating_add(1),
-            &mut ids,
-        )?;
-        let more = ids.len() > limit;
-        ids.truncate(limit);
-        Ok(IdPage { ids, more })
-    }
-
-    /// Collects into `out`, up to `want`, the live ids under `children` (each with its live
-    /// count) that are after `after`, having passed over `skip` of them first.
-    fn walk(
-        &self,
-        children: &[(Node, u64)],
-        after: u64,
-        skip: &mut u64,
-        want: usize,
-        out: &mut Vec<u64>,
-    ) -> Result<(), ApiError> {
-        let mut next = 0;
-        while next < children.len() && out.len() < want {
-            // Plan: the children this page needs, so that their counts come in one batch.
-            let mut planned = Vec::new();
-            let mut plan_skip = *skip;
-            let mut need = (want - out.len()) as u64;
-            while next < children.len() && need > 0 {
-                let (node, live) = children[next];
-                next += 1;
-                if live == 0 || node.last() <= after {
+        loop {
+            let mut chosen = Vec::new();
+            let mut need = want;
+            for (node, live) in candidates {
+                let following = self.live_after(node, live, after)?;
+                if following == 0 {
                     continue;
                 }
-                // Ids start at 1: node 0 holds none at or below `after` = 0.
-                if node.first().max(1) > after {
-                    if plan_skip >= live {
-                        plan_skip -= live;
-                        *skip -= live;
-                        continue;
-                    }
-                    need = need.saturating_sub(live - plan_skip);
-                    plan_skip = 0;
-                    planned.push(node);
+                // The skip is spent on the first nodes; what is left of it falls inside the
+                // first node chosen, and goes down with it.
+                if chosen.is_empty() && skip >= following {
+                    skip -= following;
+                    continue;
+                }
+                let gives = if chosen.is_empty() {
+                    following - skip
                 } else {
-                    // Straddles `after`: how many of its ids follow it is known only below, so
-                    // it is planned alone.
-                    planned.push(node);
+                    following
+                };
+                chosen.push(node);
+                need = need.saturating_sub(gives);
+                if need == 0 {
                     break;
                 }
             }
-            if planned.is_empty() {
-                break;
+            let Some(first) = chosen.first() else {
+                return Ok(IdPage {
+                    ids: Vec::new(),
+                    more: false,
+                });
+            };
+            if first.level == 0 {
+                let mut ids: Vec<u64> = chosen.iter().map(|node| node.n).collect();
+                let more = ids.len() > limit;
+                ids.truncate(limit);
+                return Ok(IdPage { ids, more });
             }
-            if planned[0].level == 0 {
-                for node in planned {
-                    if out.len() >= want {
-                        break;
-                    }
-                    if *skip > 0 {
-                        *skip -= 1;
-                    } else {
-                        out.push(node.n);
-                    }
-                }
-                continue;
-            }
-            let counts = self.counts(&planned)?;
-            for (node, counts) in planned.iter().zip(counts) {
-                if out.len() >= want {
-                    break;
-                }
-                let grandchildren: Vec<(Node, u64)> = (0..FANOUT)
-                    .map(|c| (node.child(c), counts.live[c as usize]))
-                    .collect();
-                self.walk(&grandchildren, after, skip, want, out)?;
-            }
+            let counts = self.counts(&chosen)?;
+            candidates = chosen
+                .iter()
+                .zip(&counts)
+                .flat_map(|(node, counts)| {
+                    (0..FANOUT).map(move |c| (node.child(c), counts.live[c as usize]))
+                })
+                .collect();
         }
-        Ok(())
+    }
+
+    /// How many of the `live` ids under `node` are greater than `after`.
+    fn live_after(&self, node: Node, live: u64, after: u64) -> Result<u64, ApiError> {
+        if node.last() <= after {
+            return Ok(0);
+        }
+        if node.first() > after || node.level == 0 {
+            return Ok(live);
+        }
+        // `node` holds `after`: sum over its children, down `after`'s path.
+        let counts = self.counts(&[node])?.remove(0);
+        let mut following = 0;
+        for c in 0..FANOUT {
+            let child = node.child(c);
+            following += self.live_after(child, counts.live[c as usize], after)?;
+        }
+        Ok(following)
     }
 
     /// The counts of `nodes`' children, each from a summary that can be trusted, or computed
@@ -423,13 +472,72 @@ impl<'a> Store<'a> {
                 .collect()
         };
         if !missing.is_empty() {
-            let computed = self.load(&missing)?;
+            let computed = self.load_prefetched(&missing)?;
             self.counts
                 .borrow_mut()
                 .extend(missing.into_iter().zip(computed));
         }
         let known = self.counts.borrow();
         Ok(nodes.iter().map(|node| known[node].clone()).collect())
+    }
+
+    /// What the fence and summary of `node`, read as `fence` and `summary`, say.
+    fn trust(
+        &self,
+        node: Node,
+        fence: Option<&[u8]>,
+        summary: Option<&[u8]>,
+    ) -> Result<Trust, ApiError> {
+        let fence = match fence {
+            None => 0,
+            Some(bytes) => parse_fence(&node.fence_key(), bytes)?,
+        };
+        let summary: Summary = match summary {
+            None => Summary::default(),
+            Some(bytes) => serde_json::from_slice(bytes).map_err(|err| {
+                ApiError::Store(format!(
+                    "'{}' is not an index summary: {err}",
+                    node.summary_key()
+                ))
+            })?,
+        };
+        if settled(fence) && summary.fence == Some(fence) {
+            return Ok(Trust::Current(Box::new(Counts::from_summary(&summary))));
+        }
+        Ok(Trust::Stale(fence, summary))
+    }
+
+    /// The counts of `nodes`' children: from prefetched summaries that are current, else from
+    /// [`Store::load`].
+    fn load_prefetched(&self, nodes: &[Node]) -> Result<Vec<Counts>, ApiError> {
+        let mut result: Vec<Option<Counts>> = vec![None; nodes.len()];
+        let mut rest = Vec::new();
+        {
+            let mut prefetched = self.prefetched.borrow_mut();
+            for (i, node) in nodes.iter().enumerate() {
+                let fence = prefetched.remove(&node.fence_key());
+                let summary = prefetched.remove(&node.summary_key());
+                if node.first() > self.max_id {
+                    result[i] = Some(Counts::default());
+                    continue;
+                }
+                if let (Some(fence), Some(summary)) = (fence, summary)
+                    && let Trust::Current(counts) =
+                        self.trust(*node, fence.as_deref(), summary.as_deref())?
+                {
+                    result[i] = Some(*counts);
+                    continue;
+                }
+                rest.push(i);
+            }
+        }
+        if !rest.is_empty() {
+            let missing: Vec<Node> = rest.iter().map(|i| nodes[*i]).collect();
+            for (i, counts) in rest.into_iter().zip(self.load(&missing)?) {
+                result[i] = Some(counts);
+            }
+        }
+        Ok(result.into_iter().map(Option::unwrap_or_default).collect())
     }
 
     /// Reads the fences and summaries of `nodes`; recomputes the ones that cannot be trusted.
@@ -448,25 +556,17 @@ impl<'a> Store<'a> {
                 result[i] = Some(Counts::default());
                 continue;
             }
-            let fence = match &values[2 * i] {
-                None => 0,
-                Some(bytes) => parse_fence(&keys[2 * i], bytes)?,
-            };
-            let summary: Summary = match &values[2 * i + 1] {
-                None => Summary::default(),
-                Some(bytes) => serde_json::from_slice(bytes).map_err(|err| {
-                    ApiError::Store(format!(
-                        "'{}' is not an index summary: {err}",
-                        keys[2 * i + 1]
-                    ))
-                })?,
-            };
-            if settled(fence) && summary.fence == Some(fence) {
-                result[i] = Some(Counts::from_summary(&summary));
-                continue;
+            match self.trust(
+                *node,
+                values[2 * i].as_deref(),
+                values[2 * i + 1].as_deref(),
+            )? {
+                Trust::Current(counts) => result[i] = Some(*counts),
+                Trust::Stale(fence, summary) => {
+                    let fence = self.settle(*node, fence, &summary)?;
+                    stale.push((i, fence, summary));
+                }
             }
-            let fence = self.settle(*node, fence, &summary)?;
-            stale.push((i, fence, summary));
         }
         if !stale.is_empty() {
             let recompute: Vec<Node> = stale.iter().map(|(i, _, _)| nodes[*i]).collect();

@@ -13,8 +13,10 @@ use std::collections::BTreeMap;
 pub struct KvError(pub String);
 
 /// The most keys one batch call ([`Kv::get_many`], [`Kv::delete_many`]) names: the guest's own
-/// unit (one index node's 64 children), not a copy of any host's limit.
-pub const BATCH: usize = 64;
+/// unit, the largest page (1,000 todos) in one call, not a copy of any host's limit. A batch is
+/// one round trip to the store, so a page's todos cost one trip however many there are; a host
+/// with a lower limit splits the batch itself.
+pub const BATCH: usize = 1000;
 
 /// The answer of a batch get: per key asked for, the key and its value, or `None`.
 pub type Values = Vec<Option<(String, Vec<u8>)>>;

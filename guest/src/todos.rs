@@ -218,7 +218,7 @@ fn digits(text: &str) -> Option<u64> {
 /// `GET /todos`: one page, as the module doc says.
 fn list_page(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, ApiError> {
     let query = page_query(request)?;
-    let store = Store::open(kv, now)?;
+    let store = Store::open_after(kv, now, query.after)?;
     if query.after > store.max_id() {
         return Err(ApiError::BadRequest(format!(
             "query parameter 'after' is {}, past the highest id this store has issued ({}): \

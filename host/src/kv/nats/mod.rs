@@ -43,7 +43,8 @@ use async_nats::jetstream::{
 };
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::future::join_all;
+use futures_util::StreamExt as _;
+use futures_util::{TryStreamExt as _, stream};
 use tokio::sync::OnceCell;
 
 use super::{
@@ -78,6 +79,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const FIRST_LEADER_WAIT: Duration = Duration::from_secs(2);
 /// Single requests a batch keeps in flight at once.
 pub const IN_FLIGHT: usize = 64;
+
+/// `request` for every item of a batch, [`IN_FLIGHT`] at a time: each answer starts the next
+/// request (no waves that wait for their slowest member), and the answers come back in order.
+/// A batch is one round trip for the guest; this keeps it close to one for the store too.
+async fn in_flight<R, F>(requests: Vec<F>) -> Result<Vec<R>, KvError>
+where
+    F: Future<Output = Result<R, KvError>>,
+{
+    stream::iter(requests)
+        .buffered(IN_FLIGHT)
+        .try_collect()
+        .await
+}
 
 #[async_trait]
 impl BackendSettings for NatsUrl {
@@ -700,14 +714,8 @@ impl KvBackend for NatsBackend {
             || format!("NATS get of {} keys in bucket '{bucket}'", keys.len()),
             async {
                 let open = self.bucket(bucket).await?;
-                let mut values = Vec::with_capacity(keys.len());
-                for chunk in keys.chunks(IN_FLIGHT) {
-                    let reads = chunk.iter().map(|key| self.read_live(&open, key));
-                    for value in join_all(reads).await {
-                        values.push(value?);
-                    }
-                }
-                Ok(values)
+                let reads = keys.iter().map(|key| self.read_live(&open, key));
+                in_flight(reads.collect()).await
             },
         )
         .await
@@ -718,16 +726,10 @@ impl KvBackend for NatsBackend {
             || format!("NATS put of {} keys in bucket '{bucket}'", entries.len()),
             async {
                 let open = self.bucket(bucket).await?;
-                for chunk in entries.chunks(IN_FLIGHT) {
-                    let writes = chunk.iter().map(|(key, value)| {
-                        self.write_named(&open, key, Some(Bytes::copy_from_slice(value)))
-                    });
-                    join_all(writes)
-                        .await
-                        .into_iter()
-                        .collect::<Result<(), _>>()?;
-                }
-                Ok(())
+                let writes = entries.iter().map(|(key, value)| {
+                    self.write_named(&open, key, Some(Bytes::copy_from_slice(value)))
+                });
+                in_flight(writes.collect()).await.map(drop)
             },
         )
         .await
@@ -738,14 +740,8 @@ impl KvBackend for NatsBackend {
             || format!("NATS delete of {} keys in bucket '{bucket}'", keys.len()),
             async {
                 let open = self.bucket(bucket).await?;
-                for chunk in keys.chunks(IN_FLIGHT) {
-                    let writes = chunk.iter().map(|key| self.write_named(&open, key, None));
-                    join_all(writes)
-                        .await
-                        .into_iter()
-                        .collect::<Result<(), _>>()?;
-                }
-                Ok(())
+                let writes = keys.iter().map(|key| self.write_named(&open, key, None));
+                in_flight(writes.collect()).await.map(drop)
             },
         )
         .await
