@@ -551,12 +551,19 @@ fn bad_reload_requests_change_nothing() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `todo-host` with the access log at its default (`RUST_LOG=info`) and stderr to `log`; the
-/// running process and its base URL.
+/// `todo-host` with the access log at its default (`RUST_LOG=info`) and stderr to `log`, on the
+/// memory store unless `args` name one; the running process and its base URL.
 fn host_logging_to(log: &Path, args: &[&str]) -> anyhow::Result<(std::process::Child, String)> {
     use std::io::BufRead;
+    // The memory store unless `args` name one.
+    let store: &[&str] = if args.contains(&"--store") {
+        &[]
+    } else {
+        &["--store", "memory://"]
+    };
     let mut child = std::process::Command::new(support::HOST_BIN)
-        .args(["--listen", "127.0.0.1:0", "--store", "memory://"])
+        .args(["--listen", "127.0.0.1:0"])
+        .args(store)
         .args(args)
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::piped())
@@ -655,5 +662,63 @@ fn the_access_log_has_one_line_per_request_soon_and_all_of_them_at_exit() -> any
     support::signal(quiet.id(), "TERM")?;
     assert!(quiet.wait()?.success());
     assert_eq!(access_lines(&quiet_log)?, Vec::<String>::new());
+    Ok(())
+}
+
+/// Each route's round trips to the store on `todo-host`, as its access log counts them
+/// (`kv_calls`), within `todo_guest::trips::BOUNDS` on SQLite stores of 1,000 and 100,000
+/// todos: the in-process bound of `guest/tests/pages.rs`, through the real host and store.
+#[test]
+fn each_route_keeps_to_its_round_trips_through_the_host() -> anyhow::Result<()> {
+    for size in [1_000u64, 100_000] {
+        let dir = temp_dir()?;
+        let url = support::sqlite_url(dir.path());
+        support::seed_todos(&url, size)?;
+        let log = dir.path().join("host.log");
+        let (mut child, base) = host_logging_to(&log, &["--store", &url])?;
+        let addr = base.trim_start_matches("http://").to_string();
+        // Every request sent, with the bound its access line is held to (none for the read
+        // that recomputes what a write changed).
+        let mut sent: Vec<(String, String, Option<usize>)> = Vec::new();
+        let mut send = |method: &str, target: &str, body: Option<&str>, bound| {
+            let body = body.map(|body| ("application/json", body.as_bytes()));
+            let answer = support::raw_call(&addr, method, target, body)?;
+            anyhow::ensure!(answer.status < 300, "{method} {target}: {}", answer.status);
+            sent.push((method.to_string(), target.to_string(), bound));
+            anyhow::Ok(())
+        };
+        for route in todo_guest::trips::BOUNDS {
+            let target = route.target_for(size);
+            send(route.method, &target, route.body, Some(route.bound))?;
+            if route.method != "GET" {
+                send("GET", "/todos?limit=10", None, None)?;
+                send("GET", "/todos?limit=10", None, Some(2))?;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut lines = access_lines(&log)?;
+        while lines.len() < sent.len() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            lines = access_lines(&log)?;
+        }
+        support::signal(child.id(), "TERM")?;
+        child.wait()?;
+        assert_eq!(lines.len(), sent.len(), "one line per request: {lines:#?}");
+        for ((method, target, bound), line) in sent.iter().zip(&lines) {
+            let calls: usize = field(line, "kv_calls")
+                .with_context(|| format!("no kv_calls: {line}"))?
+                .parse()?;
+            assert!(
+                calls > 0,
+                "{method} {target} made no call to the store: {line}"
+            );
+            if let Some(bound) = bound {
+                assert!(
+                    calls <= *bound,
+                    "{method} {target} at {size} todos: {calls} round trips, the bound is {bound}"
+                );
+            }
+        }
+    }
     Ok(())
 }

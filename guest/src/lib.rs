@@ -28,6 +28,7 @@
 //! * [`page`]: the embedded web page.
 //! * [`public`]: static files from the host's read-only `/public` folder, if mounted.
 //! * [`time`]: RFC 3339 formatting of wall-clock time.
+//! * [`trips`]: the most round trips to the store each route makes, which the tests hold it to.
 //!
 //! The storage layers stack one way, each importing only from those below it: [`kv`], then
 //! [`layout`], [`index`], [`records`], and on top [`todos`] and [`legacy`]; [`error`] imports
@@ -48,6 +49,7 @@ pub mod retry;
 pub mod router;
 pub mod time;
 pub mod todos;
+pub mod trips;
 
 #[cfg(target_arch = "wasm32")]
 mod component;

@@ -497,42 +497,20 @@ fn trips(kv: &CountingKv, method: &str, target: &str, body: Option<&str>) -> usi
     kv.reset().1
 }
 
-/// The most round trips each route may make on a store whose summaries are current, whatever
-/// its size: a change that adds a trip to a route fails here. A write's bound is its fences
-/// (`records.rs`): three started, three finished, around its one write.
-const TRIP_BOUNDS: &[(&str, &str, Option<&str>, usize)] = &[
-    ("GET", "/todos/7", None, 1),
-    // The first page of a small store: the top and the first path come with the id counter.
-    ("GET", "/todos?limit=10", None, 2),
-    ("GET", "/todos?limit=10&after={mid}", None, 2),
-    // A thousand todos span 16 blocks: one more batch for them.
-    ("GET", "/todos", None, 4),
-    ("GET", "/api/rule", None, 2),
-    ("GET", "/api/rule?current={middle}&pageSize=20", None, 4),
-    ("GET", "/api/rule?current={last}&pageSize=20", None, 4),
-    ("POST", "/todos", Some(r#"{"title":"t"}"#), 8),
-    ("PATCH", "/todos/5", Some(r#"{"title":"u"}"#), 8),
-    ("PATCH", "/todos/5", Some(r#"{"completed":true}"#), 8),
-    ("PUT", "/todos/6", Some(r#"{"title":"v"}"#), 8),
-    ("DELETE", "/todos/9", None, 8),
-];
-
 #[test]
 fn round_trips_per_route_are_bounded_at_any_store_size() {
     for size in [1_000u64, 100_000] {
         let kv = CountingKv::default();
         seed(&kv, size);
-        for (method, target, body, bound) in TRIP_BOUNDS {
-            let target = target
-                .replace("{mid}", &(size / 2).to_string())
-                .replace("{middle}", &(size / 2 / 20).to_string())
-                .replace("{last}", &(size / 20).to_string());
-            let made = trips(&kv, method, &target, *body);
+        for route in todo_guest::trips::BOUNDS {
+            let (method, bound) = (route.method, route.bound);
+            let target = route.target_for(size);
+            let made = trips(&kv, method, &target, route.body);
             assert!(
-                made <= *bound,
+                made <= bound,
                 "{method} {target} at {size} todos: {made} round trips, the bound is {bound}"
             );
-            if *method != "GET" {
+            if method != "GET" {
                 // The write changed summaries: the next read recomputes them, and stores them
                 // for the reads after it, which are back within the bound.
                 trips(&kv, "GET", "/todos?limit=10", None);

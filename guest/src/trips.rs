@@ -1,0 +1,68 @@
+//! How many round trips to the store each route makes at most: the claim that
+//! `guest/tests/pages.rs` holds the logic to in process and `tests/operate.rs` holds `todo-host`
+//! to through its access log (`kv_calls`), on stores of 1,000 and 100,000 todos, and that
+//! `bench/run.sh` reports beside each route's throughput.
+//!
+//! A round trip is one call to the store: the component is synchronous, so its calls follow one
+//! another, and a batch call (`get_many`) is one trip however many keys it names. The bounds hold
+//! on a store whose index summaries are current: the first read after a write recomputes the
+//! summaries the write changed, and stores them for the reads after it.
+//!
+//! A read names the todo keys it needs and no others: the id counter, the top of the index and
+//! the first path down come in one batch (`index::Store::open_after`), then one batch per level
+//! the page still needs, then its todos. A write is its fences around its one write
+//! (`records.rs`): three started, the write, three finished; a create's id and a change's read
+//! of the todo come first. Those are separate calls because `wasi:keyvalue` has no batched
+//! `increment`: each fence is its own call.
+
+/// One route's bound. `target` may name `{mid}` (the middle id), `{middle}` (the middle page of
+/// 20) and `{last}` (the last page of 20) of a store; [`RouteTrips::target_for`] fills them in.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteTrips {
+    pub method: &'static str,
+    pub target: &'static str,
+    pub body: Option<&'static str>,
+    pub bound: usize,
+}
+
+impl RouteTrips {
+    /// The target on a store of `size` dense todos (ids `1..=size`).
+    pub fn target_for(&self, size: u64) -> String {
+        self.target
+            .replace("{mid}", &(size / 2).to_string())
+            .replace("{middle}", &(size / 2 / 20).to_string())
+            .replace("{last}", &(size / 20).to_string())
+    }
+}
+
+/// The bound of every route, in an order that leaves each request something to act on.
+pub const BOUNDS: &[RouteTrips] = &[
+    route("GET", "/todos/7", None, 1),
+    // The first page of a small store: the top and the first path came with the id counter.
+    route("GET", "/todos?limit=10", None, 2),
+    route("GET", "/todos?limit=10&after={mid}", None, 2),
+    // A thousand todos span 16 blocks: one more batch for their summaries.
+    route("GET", "/todos", None, 4),
+    route("GET", "/api/rule", None, 2),
+    route("GET", "/api/rule?current={middle}&pageSize=20", None, 4),
+    route("GET", "/api/rule?current={last}&pageSize=20", None, 4),
+    route("POST", "/todos", Some(r#"{"title":"t"}"#), 8),
+    route("PATCH", "/todos/5", Some(r#"{"title":"u"}"#), 8),
+    route("PATCH", "/todos/5", Some(r#"{"completed":true}"#), 8),
+    route("PUT", "/todos/6", Some(r#"{"title":"v"}"#), 8),
+    route("DELETE", "/todos/9", None, 8),
+];
+
+const fn route(
+    method: &'static str,
+    target: &'static str,
+    body: Option<&'static str>,
+    bound: usize,
+) -> RouteTrips {
+    RouteTrips {
+        method,
+        target,
+        body,
+        bound,
+    }
+}
