@@ -18,6 +18,10 @@
 #   gc             SQLite POST with group commit off and on
 #   million        todo-host on SQLite with 1,000,000 todos
 #   nats           SQLite, Redis, NATS (1 server R1, 3 servers R3) as todo-host's store
+#   floor          each route against the hello floor on memory, SQLite, Redis and NATS R1/R3,
+#                  in one-second turns on servers running side by side, with the round trips to
+#                  the store each route made (the access log's kv_calls); FLOOR_BEFORE=BINARY adds
+#                  a todo-host binary of an earlier revision to the same turns
 #   durable        NATS R3 POST /todos with the default sync_interval (fsync every 2 min) and
 #                  with `sync_interval: always` (fsync before every acknowledgement)
 #   platforms      the todo component under todo-host, wash dev, wasmtime serve, the Node host
@@ -46,9 +50,11 @@ DURATION=${DURATION:-5s}
 CONNECTIONS=64
 RESULTS=${RESULTS:-bench/RESULTS.md}
 SCALING_SVG="$(dirname "$RESULTS")/scaling.svg"
-ALL_SECTIONS="core native workers hello gc million nats durable platforms observability ratios before cold scale micro"
+ALL_SECTIONS="core native workers hello gc million nats floor durable platforms observability ratios before cold scale micro"
 ONLY=${ONLY:-$ALL_SECTIONS}
 BEFORE=${BEFORE:-}
+FLOOR_BEFORE=${FLOOR_BEFORE:-}
+FLOOR_TURNS=${FLOOR_TURNS:-3}
 # Side-by-side comparisons (observability on/off, this tree against BEFORE) are small differences
 # between noisy figures: rounds of fresh server pairs taking one-second turns (see side_by_side).
 TURN_ROUNDS=${TURN_ROUNDS:-10}
@@ -67,7 +73,7 @@ done
 wants() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 work=$(mktemp -d)
-touch "$work/rows.tsv" "$work/rss.tsv" "$work/notes.md" "$work/pids" "$work/cold.tsv" "$work/churn.tsv"
+touch "$work/rows.tsv" "$work/rss.tsv" "$work/floor.tsv" "$work/floor-trips.tsv" "$work/notes.md" "$work/pids" "$work/cold.tsv" "$work/churn.tsv"
 worktree=""
 cleanup() {
   # Every server this script started is in $work/pids (its own process group for the platforms,
@@ -343,6 +349,100 @@ if wants nats; then
     kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
     store_suite "todo-host, NATS, 1 server, R1" "$(nats_servers 1)"
     store_suite "todo-host, NATS, 3 servers, R3" "$(nats_servers 3)"
+  fi
+fi
+
+# ---- floor: each route against the hello floor, on every store (issue 25) ----
+# A hello component (the least a request can cost: a store, an instance and its drop), this
+# tree's todo-host and, with FLOOR_BEFORE, an earlier binary run side by side and take turns in
+# one-second runs of each route, so that each ratio compares runs seconds apart.
+# floor_run STORE ROUTE SERVER PORT PATH [SCRIPT]: one 1-second run, a line in floor.tsv.
+floor_run() {
+  local args=(-t2 -c"$CONNECTIONS" -d1s)
+  [ -n "${6:-}" ] && args+=(-s "bench/wrk/$6")
+  wrk "${args[@]}" "http://127.0.0.1:$4$5" >"$work/wrk.out"
+  printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$(awk '/Requests\/sec/ { printf "%.0f", $2 }' "$work/wrk.out")" >>"$work/floor.tsv"
+}
+# floor_trips STORE SERVER ROUTE LOG FROM: the median kv_calls of LOG's access lines after its
+# first FROM lines, a line in floor-trips.tsv.
+floor_trips() {
+  python3 - "$@" >>"$work/floor-trips.tsv" <<'PY'
+import re, statistics, sys
+store, server, route, log, start = sys.argv[1:]
+calls = [int(m.group(1)) for line in open(log).readlines()[int(start):]
+         for m in [re.search(r"kv_calls=(\d+)", line)] if m and "todo_host::access" in line]
+print(f"{store}\t{server}\t{route}\t{statistics.median(calls) if calls else ''}")
+PY
+}
+# floor_store NAME STORE [BEFORE_STORE]: every route on todo-host with STORE (and the FLOOR_BEFORE
+# binary with BEFORE_STORE, the same store unless given), each seeded with 10 todos, beside the
+# hello component.
+floor_store() {
+  local name=$1 store=$2 before_store=${3:-$2}
+  echo "== floor: $name" >&2
+  local servers=(hello this) ports=() pids=() logs=() route path script turn server i from
+  start floor-hello "$HOST" --store memory:// --component "$HELLO"; ports+=("$port"); pids+=("$pid"); logs+=("")
+  start floor-this "$HOST" --store "$store"; seed 10; ports+=("$port"); pids+=("$pid"); logs+=("$work/floor-this.err")
+  if [ -n "$FLOOR_BEFORE" ]; then
+    start floor-before "$FLOOR_BEFORE" --store "$before_store"
+    # A store of its own (a file, or the process's memory) gets its own 10 todos.
+    [ "$before_store" = "$store" ] && [ "$store" != memory:// ] || seed 10
+    servers+=(before); ports+=("$port"); pids+=("$pid"); logs+=("$work/floor-before.err")
+  fi
+  for route in "GET /todos (10 todos)|/todos|" "GET /todos/1|/todos/1|" "PATCH /todos/{id}|/|patch.lua" "POST /todos|/todos|post.lua"; do
+    IFS='|' read -r route path script <<<"$route"
+    local froms=()
+    for i in "${!servers[@]}"; do
+      froms+=("$([ -n "${logs[$i]}" ] && wc -l <"${logs[$i]}" || echo 0)")
+    done
+    for turn in $(seq "$FLOOR_TURNS"); do
+      # Each turn starts with the next server, so none is always first or last.
+      for i in $(seq 0 $((${#servers[@]} - 1))); do
+        local k=$(((i + turn) % ${#servers[@]}))
+        server=${servers[$k]}
+        if [ "$server" = hello ]; then
+          floor_run "$name" "$route" hello "${ports[$k]}" /
+        else
+          floor_run "$name" "$route" "$server" "${ports[$k]}" "$path" "$script"
+        fi
+      done
+    done
+    sleep 0.3  # the access log is flushed every 100 ms
+    for i in "${!servers[@]}"; do
+      [ -n "${logs[$i]}" ] && floor_trips "$name" "${servers[$i]}" "$route" "${logs[$i]}" "${froms[$i]}"
+    done
+    echo "  $name / $route: $FLOOR_TURNS turns" >&2
+  done
+  if [ "$name" = memory ]; then
+    section=floor
+    for i in "${!servers[@]}"; do
+      [ "${servers[$i]}" = hello ] && continue
+      port=${ports[$i]}
+      load "todo-host ${servers[$i]}, memory" "GET /todos/1, c=200" /todos/1 "" 200
+    done
+  fi
+  for i in "${!pids[@]}"; do pid=${pids[$i]}; stop; done
+}
+
+if wants floor; then
+  floor_store memory memory://
+  floor_store SQLite "$(db floor-this)" "$(db floor-before)"
+  if command -v redis-server >/dev/null; then
+    rport=$(free_port)
+    redis-server --bind 127.0.0.1 --port "$rport" --save "" --appendonly no >"$work/redis-floor.log" 2>&1 &
+    redis_pid=$!
+    echo "$redis_pid" >>"$work/pids"
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break; sleep 0.05; done
+    floor_store Redis "redis://127.0.0.1:$rport"
+    kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
+  else
+    note "floor: no redis-server, the Redis rows are missing"
+  fi
+  if command -v nats-server >/dev/null; then
+    floor_store "NATS, 1 server, R1" "$(nats_servers 1)"
+    floor_store "NATS, 3 servers, R3" "$(nats_servers 3)"
+  else
+    note "floor: no nats-server, the NATS rows are missing"
   fi
 fi
 
@@ -682,7 +782,7 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 lines = [
     "# Benchmark results", "",
     f"Generated by `bench/run.sh` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
-    + ("." if only.split() == "core native workers hello gc million nats durable platforms observability ratios before cold scale micro".split()
+    + ("." if only.split() == "core native workers hello gc million nats floor durable platforms observability ratios before cold scale micro".split()
        else f", sections: {only}."), "",
     f"- machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, Linux {platform.release()}",
     f"- load: `wrk -t2 -c{{64|200}} -d{duration} --latency` on loopback, sharing the cores with the server; scripts in `bench/wrk/`",
@@ -699,6 +799,34 @@ if stores:
               "One fresh `todo-host` per store, seeded with 10 todos; the workloads in this order on it. "
               "Redis without persistence; NATS with JetStream on disk, one server (1 replica) or three "
               "routed servers (3 replicas, a write acknowledged by a majority).", ""] + stores
+floor_rows = list(csv.reader(open(f"{work}/floor.tsv"), delimiter="\t"))
+if floor_rows:
+    got = {}
+    for store, route, server, r in floor_rows:
+        got.setdefault((store, route), {}).setdefault(server, []).append(float(r or 0))
+    trips = {(r[0], r[1], r[2]): r[3] for r in csv.reader(open(f"{work}/floor-trips.tsv"), delimiter="\t")}
+    has_before = any("before" in v for v in got.values())
+    head = ["store", "route", "hello req/s", "todo-host req/s", "of the floor", "round trips"]
+    if has_before:
+        head += ["before req/s", "before, of the floor", "before's round trips", "this / before"]
+    lines += ["## Each route against the hello floor", "",
+              "Per store, three servers run side by side: the hello component (`GET /`, memory store: "
+              "a store, an instance and its drop, the least a request costs), this tree's `todo-host` "
+              + ("and the `FLOOR_BEFORE` binary, " if has_before else "")
+              + "each seeded with 10 todos (one SQLite file each; one Redis server and one NATS "
+              "cluster shared). They take turns in one-second `wrk -t2 -c64` runs, each turn starting "
+              "with the next server; req/s are medians of the turns. Round trips: the median of the "
+              "access log's `kv_calls` (calls to the store) over the route's requests.", "",
+              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (store, route), v in got.items():
+        hello = statistics.median(v.get("hello", [0]))
+        this = statistics.median(v.get("this", [0]))
+        cells = [store, route, f"{hello:.0f}", f"{this:.0f}", ratio(this, hello), trips.get((store, "this", route), "")]
+        if has_before:
+            before = statistics.median(v.get("before", [0]))
+            cells += [f"{before:.0f}", ratio(before, hello), trips.get((store, "before", route), ""), ratio(this, before)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [""] + table("floor", [])
 durable = table("durable", [])
 if durable:
     lines += ["## NATS R3: default sync_interval vs `always`", "",

@@ -95,6 +95,10 @@ impl Kv for NativeKv {
         self.block(self.backend.get_many(BUCKET, keys))
     }
 
+    fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        self.block(self.backend.set_many(BUCKET, entries))
+    }
+
     fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
         self.block(self.backend.delete_many(BUCKET, keys))
     }

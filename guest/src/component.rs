@@ -290,6 +290,10 @@ impl Kv for WasiKv {
             .collect())
     }
 
+    fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        batch::set_many(self.bucket()?, entries).map_err(kv_error)
+    }
+
     fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
         batch::delete_many(self.bucket()?, keys).map_err(kv_error)
     }

@@ -240,6 +240,10 @@ pub struct Store<'a> {
     /// Fences and summaries read with the id counter, in the same batch: each is used once, to
     /// trust its node's summary ([`Store::open`]).
     prefetched: RefCell<HashMap<String, Option<Vec<u8>>>>,
+    /// Summaries recomputed, to store in one batch ([`Store::flush`]).
+    recomputed: RefCell<Vec<(String, Vec<u8>)>>,
+    /// The todo keys read so far, by id: `None` where there was no todo.
+    read: RefCell<HashMap<u64, Option<Vec<u8>>>>,
 }
 
 /// Level-3 nodes whose fence and summary come with the id counter: the whole top of the tree up
@@ -309,7 +313,20 @@ impl<'a> Store<'a> {
             max_id,
             counts: RefCell::new(HashMap::new()),
             prefetched: RefCell::new(prefetched),
+            recomputed: RefCell::new(Vec::new()),
+            read: RefCell::new(HashMap::new()),
         })
+    }
+
+    /// Stores the summaries this view recomputed, in one batch, for the requests after it; a
+    /// view that is not flushed leaves them to be recomputed again (slower, never wrong: a
+    /// summary is trusted by its fence, whenever it was written).
+    pub fn flush(&self) -> Result<(), ApiError> {
+        let recomputed = self.recomputed.take();
+        for chunk in recomputed.chunks(BATCH) {
+            self.kv.set_many(chunk)?;
+        }
+        Ok(())
     }
 
     /// The highest id issued when this view was opened.
@@ -348,12 +365,34 @@ impl<'a> Store<'a> {
 
     /// The todos of `ids` that exist, in the order of `ids`.
     pub fn records(&self, ids: &[u64]) -> Result<Vec<TodoRecord>, ApiError> {
-        let keys: Vec<String> = ids.iter().map(|id| layout::todo_key(*id)).collect();
+        self.read_records(ids, false)
+    }
+
+    /// [`Store::records`]; `fresh`: read every one from the store, even if this view has read
+    /// it already (a recomputation must read after its fence).
+    fn read_records(&self, ids: &[u64], fresh: bool) -> Result<Vec<TodoRecord>, ApiError> {
+        // Todos this view already read (recomputing a block) are not read again for a page: the
+        // page's ids came from the counts those very reads gave.
+        let missing: Vec<u64> = {
+            let read = self.read.borrow();
+            ids.iter()
+                .filter(|id| fresh || !read.contains_key(id))
+                .copied()
+                .collect()
+        };
+        if !missing.is_empty() {
+            let keys: Vec<String> = missing.iter().map(|id| layout::todo_key(*id)).collect();
+            let values = self.get_many(&keys)?;
+            self.read
+                .borrow_mut()
+                .extend(missing.into_iter().zip(values));
+        }
+        let read = self.read.borrow();
         let mut todos = Vec::with_capacity(ids.len());
-        for (key, value) in keys.iter().zip(self.get_many(&keys)?) {
+        for id in ids {
             // Deleted since the index was read: skip it rather than fail.
-            if let Some(bytes) = value {
-                todos.push(layout::decode(key, &bytes)?);
+            if let Some(Some(bytes)) = read.get(id) {
+                todos.push(layout::decode(&layout::todo_key(*id), bytes)?);
             }
         }
         Ok(todos)
@@ -592,7 +631,9 @@ impl<'a> Store<'a> {
                     let bytes = serde_json::to_vec(&summary).map_err(|err| {
                         ApiError::Store(format!("cannot encode an index summary: {err}"))
                     })?;
-                    self.kv.set(&nodes[i].summary_key(), &bytes)?;
+                    self.recomputed
+                        .borrow_mut()
+                        .push((nodes[i].summary_key(), bytes));
                 }
                 result[i] = Some(counts);
             }
@@ -631,7 +672,7 @@ impl<'a> Store<'a> {
                 .flat_map(|node| (0..FANOUT).map(move |c| node.child(c).n))
                 .filter(|id| *id >= 1 && *id <= self.max_id)
                 .collect();
-            for todo in self.records(&ids)? {
+            for todo in self.read_records(&ids, true)? {
                 let i = nodes
                     .iter()
                     .position(|node| *node == Node::of(todo.id, 1))

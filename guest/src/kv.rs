@@ -47,6 +47,9 @@ pub trait Kv {
     ///
     /// Callers name at most [`BATCH`] keys; a host with a lower limit splits.
     fn get_many(&self, keys: &[String]) -> Result<Values, KvError>;
+    /// Sets every key of `entries` to its value, in one call; the same bound as
+    /// [`Kv::get_many`]. Not atomic: a failure may leave some set.
+    fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError>;
     /// Deletes all of `keys`; the same bound as [`Kv::get_many`].
     fn delete_many(&self, keys: &[String]) -> Result<(), KvError>;
 }
@@ -146,6 +149,15 @@ impl Kv for MemoryKv {
             .collect())
     }
 
+    fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        check_batch(entries)?;
+        let mut stored = self.entries.borrow_mut();
+        for (key, value) in entries {
+            stored.insert(key.clone(), value.clone());
+        }
+        Ok(())
+    }
+
     fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
         check_batch(keys)?;
         let mut entries = self.entries.borrow_mut();
@@ -157,11 +169,11 @@ impl Kv for MemoryKv {
 }
 
 /// Refuses a batch larger than the logic's own bound.
-fn check_batch(keys: &[String]) -> Result<(), KvError> {
-    if keys.len() > BATCH {
+fn check_batch<T>(items: &[T]) -> Result<(), KvError> {
+    if items.len() > BATCH {
         return Err(KvError(format!(
             "a batch of {} keys; the logic names at most {}",
-            keys.len(),
+            items.len(),
             BATCH
         )));
     }

@@ -201,7 +201,9 @@ fn page(
     let skip = (current - 1).saturating_mul(page_size);
     let page = store.page(0, skip, page_size as usize)?;
     let (total, _) = store.totals()?;
-    Ok((store.records(&page.ids)?, total))
+    let records = store.records(&page.ids)?;
+    store.flush()?;
+    Ok((records, total))
 }
 
 fn positive_param(name: &str, value: &str, max: u64) -> Result<u64, ApiError> {

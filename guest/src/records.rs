@@ -37,9 +37,10 @@
 //!
 //! # Batches
 //!
-//! A batch call (`get_many`, `delete_many`) names at most [`crate::kv::BATCH`] keys, the
-//! guest's own unit; a host with a lower limit splits it, so the guest keeps no copy of any
-//! host's limit.
+//! A batch call (`get_many`, `set_many`, `delete_many`) names at most [`crate::kv::BATCH`] keys,
+//! the guest's own unit; a host with a lower limit splits it, so the guest keeps no copy of any
+//! host's limit. A batch is one round trip to the store: how many each route makes is
+//! [`crate::trips`]'s claim.
 
 use crate::error::ApiError;
 use crate::index::{self, Node, Store};

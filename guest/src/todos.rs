@@ -231,6 +231,7 @@ fn list_page(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response,
     let page = store.page(query.after, 0, limit)?;
     let (total, done) = store.totals()?;
     let mut todos = store.records(&page.ids)?;
+    store.flush()?;
     todos.sort_by_key(|todo| (todo.order, todo.id));
     let base = request.base_url();
     let views: Vec<TodoView> = todos.iter().map(|t| TodoView::new(t, &base)).collect();
