@@ -408,9 +408,10 @@ impl<'a> Store<'a> {
     /// Every todo, and every completed one: a handful of reads, however many there are.
     pub fn totals(&self) -> Result<(u64, u64), ApiError> {
         let top = self.top();
-        let counts = self.counts(&top)?;
-        Ok(counts.iter().fold((0, 0), |(live, done), c| {
-            let (l, d) = c.total();
+        self.ensure_counts(&top)?;
+        let known = self.counts.borrow();
+        Ok(top.iter().fold((0, 0), |(live, done), node| {
+            let (l, d) = known[node].total();
             (live + l, done + d)
         }))
     }
@@ -425,12 +426,13 @@ impl<'a> Store<'a> {
     /// [`Store::open_after`] has already read.
     pub fn page(&self, after: u64, skip: u64, limit: usize) -> Result<IdPage, ApiError> {
         let top = self.top();
-        let counts = self.counts(&top)?;
-        let mut candidates: Vec<(Node, u64)> = top
-            .iter()
-            .zip(&counts)
-            .map(|(node, c)| (*node, c.total().0))
-            .collect();
+        self.ensure_counts(&top)?;
+        let mut candidates: Vec<(Node, u64)> = {
+            let known = self.counts.borrow();
+            top.iter()
+                .map(|node| (*node, known[node].total().0))
+                .collect()
+        };
         let want = limit.saturating_add(1) as u64;
         let mut skip = skip;
         loop {
@@ -470,12 +472,13 @@ impl<'a> Store<'a> {
                 ids.truncate(limit);
                 return Ok(IdPage { ids, more });
             }
-            let counts = self.counts(&chosen)?;
+            self.ensure_counts(&chosen)?;
+            let known = self.counts.borrow();
             candidates = chosen
                 .iter()
-                .zip(&counts)
-                .flat_map(|(node, counts)| {
-                    (0..FANOUT).map(move |c| (node.child(c), counts.live[c as usize]))
+                .flat_map(|node| {
+                    let live = &known[node].live;
+                    (0..FANOUT).map(move |c| (node.child(c), live[c as usize]))
                 })
                 .collect();
         }
@@ -486,22 +489,33 @@ impl<'a> Store<'a> {
         if node.last() <= after {
             return Ok(0);
         }
-        if node.first() > after || node.level == 0 {
+        // Ids start at 1: node 0 holds none at or below `after` = 0.
+        if node.first().max(1) > after || node.level == 0 {
             return Ok(live);
         }
-        // `node` holds `after`: sum over its children, down `after`'s path.
-        let counts = self.counts(&[node])?.remove(0);
-        let mut following = 0;
-        for c in 0..FANOUT {
-            let child = node.child(c);
-            following += self.live_after(child, counts.live[c as usize], after)?;
-        }
-        Ok(following)
+        // `node` holds `after`: the children after the one that holds it count whole, and that
+        // one is counted the same way, down `after`'s path.
+        self.ensure_counts(&[node])?;
+        let c = (after - node.first()) >> (FANOUT_BITS * u32::from(node.level - 1));
+        let (straddler, later) = {
+            let known = self.counts.borrow();
+            let live = &known[&node].live;
+            (live[c as usize], live[c as usize + 1..].iter().sum::<u64>())
+        };
+        Ok(later + self.live_after(node.child(c), straddler, after)?)
     }
 
     /// The counts of `nodes`' children, each from a summary that can be trusted, or computed
     /// afresh from the level below (and stored for the next reader).
     pub fn counts(&self, nodes: &[Node]) -> Result<Vec<Counts>, ApiError> {
+        self.ensure_counts(nodes)?;
+        let known = self.counts.borrow();
+        Ok(nodes.iter().map(|node| known[node].clone()).collect())
+    }
+
+    /// Makes sure the counts of `nodes`' children are known ([`Store::counts`]), without
+    /// copying them out.
+    fn ensure_counts(&self, nodes: &[Node]) -> Result<(), ApiError> {
         let missing: Vec<Node> = {
             let known = self.counts.borrow();
             nodes
@@ -516,8 +530,7 @@ impl<'a> Store<'a> {
                 .borrow_mut()
                 .extend(missing.into_iter().zip(computed));
         }
-        let known = self.counts.borrow();
-        Ok(nodes.iter().map(|node| known[node].clone()).collect())
+        Ok(())
     }
 
     /// What the fence and summary of `node`, read as `fence` and `summary`, say.
