@@ -33,18 +33,24 @@ fn main() {
         );
     }
 
-    // A target directory of its own: the outer cargo holds the lock on the main one while this
+    // Target directories of their own: the outer cargo holds the lock on the main one while this
     // script runs, so sharing it would deadlock.
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+    let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.join("target"))
-        .join("wasm");
+        .unwrap_or_else(|| workspace.join("target"));
     ensure_wasm_target();
-    // One cargo command per component: in one command, cargo would unify `todo-guest`'s features
-    // and link the todo component's export into the files component too.
-    for (package, env) in [
-        ("todo-guest", "TODO_COMPONENT_WASM"),
-        ("todo-files", "FILES_COMPONENT_WASM"),
+    // One cargo command per component, each in its own target directory. In one command, cargo
+    // would unify `todo-guest`'s features and link the todo component's export into the files
+    // component too; in one directory, the files build would put its dependency's cdylib (the
+    // todo crate without its component) where the todo component's build leaves the todo
+    // component.
+    for (package, target_dir, env) in [
+        ("todo-guest", target.join("wasm"), "TODO_COMPONENT_WASM"),
+        (
+            "todo-files",
+            target.join("wasm-files"),
+            "FILES_COMPONENT_WASM",
+        ),
     ] {
         let wasm = build_component(workspace, package, &target_dir);
         println!("cargo:rustc-env={env}={}", wasm.display());

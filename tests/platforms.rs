@@ -420,6 +420,47 @@ fn answers_of_the_counter_fixture(platform: Platform) -> anyhow::Result<Vec<Stri
         .collect()
 }
 
+/// The files component (the build `todo-host` embeds) on `platform`, with `flags` mounting a
+/// folder at `/public`: its files, the single-page-app fallback, and the refusals are the ones
+/// `todo-host --public` gives (`tests/public.rs`).
+fn check_the_files_component(
+    platform: Platform,
+    flags: impl FnOnce(&std::path::Path) -> Vec<String>,
+) -> anyhow::Result<()> {
+    let dir = support::temp_dir()?;
+    std::fs::write(dir.path().join("index.html"), "<title>static home</title>")?;
+    std::fs::write(dir.path().join("app.js"), "console.log('hi')")?;
+    let flags = flags(dir.path());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let files = std::path::PathBuf::from(env!("FILES_COMPONENT_WASM"));
+    let served = platform.start_component(Some(&files), &flags)?;
+    let script = served.request("GET", "/app.js", None)?;
+    assert_eq!(script.status, 200, "{}", served.log_tail());
+    assert_eq!(
+        script.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(script.text(), "console.log('hi')");
+    assert!(script.header("etag").is_some());
+    let route = served.request("GET", "/deep/link", None)?;
+    assert!(route.text().contains("static home"), "{}", route.text());
+    for (path, status) in [("/missing.js", 404), ("/%2e%2e/secret", 400)] {
+        let response = served.request("GET", path, None)?;
+        assert_eq!(response.status, status, "{path}: {}", response.text());
+        assert!(response.json()["error"].is_string(), "{path}");
+    }
+    Ok(())
+}
+
+#[test]
+fn wasmtime_serve_runs_the_files_component_on_a_public_folder() -> anyhow::Result<()> {
+    // `wasmtime serve` has no routes: it runs one component on every path, so the app's two
+    // components run there one at a time. `-S cli` links wasi:filesystem; `--dir` preopens.
+    check_the_files_component(Platform::WasmtimeServe, |dir| {
+        vec!["--dir".to_string(), format!("{}::/public", dir.display())]
+    })
+}
+
 #[test]
 fn wasmtime_serve_gives_every_request_a_fresh_instance() -> anyhow::Result<()> {
     assert_eq!(

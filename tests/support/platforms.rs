@@ -73,6 +73,32 @@ pub fn todo_component() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("TODO_COMPONENT_WASM")))
 }
 
+/// The files component as `deploy/spin.toml` builds it (`todo-files` for `wasm32-wasip2`, in
+/// `target/wasm-files`), built once per test process.
+pub fn files_component_wasip2() -> anyhow::Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = workspace().join("target/wasm-files");
+            let status = Command::new(env!("CARGO"))
+                .current_dir(workspace())
+                .args(["build", "--profile", "component", "--quiet"])
+                .args(["--target", "wasm32-wasip2", "--package", "todo-files"])
+                .arg("--target-dir")
+                .arg(&target)
+                .status()
+                .map_err(|err| format!("cannot run cargo ({}): {err}", env!("CARGO")))?;
+            if !status.success() {
+                return Err(format!(
+                    "building the files component (todo-files) for wasm32-wasip2 failed ({status})"
+                ));
+            }
+            Ok(target.join("wasm32-wasip2/component/todo_files.wasm"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
 /// A store server a platform talks to, held only to keep it running as long as the platform
 /// (each stops its server when dropped).
 enum StoreServer {

@@ -10,9 +10,11 @@
 //! component's adapter: `wasi:filesystem` reads of the folder, and the `wasi:http` adapter the
 //! todo component uses too (`guest/src/component/wasi_http.rs`). It imports no key-value store.
 //!
-//! Build it in a cargo command of its own (`cargo build -p todo-files --target ...`): built in
-//! one command with `todo-guest`, cargo would unify the todo crate's features and link its
-//! export here too (see `guest/Cargo.toml`).
+//! Build it in a cargo command and a target directory of its own (`cargo build -p todo-files
+//! --target wasm32-wasip2 --target-dir target/wasm-files`): in one command with `todo-guest`,
+//! cargo would unify the todo crate's features and link its export here too (see
+//! `guest/Cargo.toml`); in the todo component's target directory, it would leave the todo crate's
+//! cdylib, built without its component, where the todo component was.
 
 #[cfg(target_arch = "wasm32")]
 mod component;
