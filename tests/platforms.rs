@@ -444,17 +444,15 @@ fn check_the_files_component(
     assert!(script.header("etag").is_some());
     let route = served.request("GET", "/deep/link", None)?;
     assert!(route.text().contains("static home"), "{}", route.text());
-    // Sent as written: an HTTP client would resolve the encoded dots before sending.
-    for (path, status) in [("/missing.js", 404), ("/%2e%2e/secret", 400)] {
-        let response = support::raw_call(served.addr(), "GET", path, None)?;
-        assert_eq!(
-            response.status,
-            status,
-            "{path}: {}",
-            String::from_utf8_lossy(&response.body)
-        );
-        assert!(response.json()["error"].is_string(), "{path}");
-    }
+    let missing = served.request("GET", "/missing.js", None)?;
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    assert!(missing.json()["error"].is_string(), "{}", missing.text());
+    // Sent as written (an HTTP client would resolve the encoded dots first); the body may come
+    // in chunks, so only its text is looked at.
+    let escape = support::raw_call(served.addr(), "GET", "/%2e%2e/secret", None)?;
+    let text = String::from_utf8_lossy(&escape.body);
+    assert_eq!(escape.status, 400, "{text}");
+    assert!(text.contains("\"error\""), "{text}");
     Ok(())
 }
 
