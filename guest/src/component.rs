@@ -52,22 +52,14 @@ struct Component;
 impl Guest for Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         crate::retry::new_request();
-        let response = match wasi_http::read_request(&request) {
-            Ok(request) => {
-                let kv = WasiKv::default();
-                let now = wall_clock::now();
-                crate::handle(
-                    &request,
-                    &kv,
-                    Timestamp {
-                        seconds: now.seconds,
-                        nanoseconds: now.nanoseconds,
-                    },
-                )
-            }
-            Err(err) => err.into_response(),
-        };
-        wasi_http::write_response(response, response_out);
+        wasi_http::serve(&request, response_out, |request| {
+            let now = wall_clock::now();
+            let now = Timestamp {
+                seconds: now.seconds,
+                nanoseconds: now.nanoseconds,
+            };
+            crate::handle(request, &WasiKv::default(), now)
+        });
     }
 }
 

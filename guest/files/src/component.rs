@@ -30,11 +30,9 @@ struct Component;
 
 impl Guest for Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
-        let response = match wasi_http::read_request(&request) {
-            Ok(request) => todo_guest::router::handle_files(&request, &PublicDir::default()),
-            Err(err) => err.into_response(),
-        };
-        wasi_http::write_response(response, response_out);
+        wasi_http::serve(&request, response_out, |request| {
+            todo_guest::router::handle_files(request, &PublicDir::default())
+        });
     }
 }
 

@@ -15,9 +15,23 @@ use super::{ApiError, Request, Response};
 /// A `wasi:io` output stream accepts at most this many bytes per write.
 const WRITE_CHUNK: usize = 4096;
 
+/// One request, the whole way: read it, `answer` it, write the answer (a request that cannot be
+/// read gets its error's JSON response).
+pub fn serve(
+    request: &IncomingRequest,
+    out: ResponseOutparam,
+    answer: impl FnOnce(&Request) -> Response,
+) {
+    let response = match read_request(request) {
+        Ok(request) => answer(&request),
+        Err(err) => err.into_response(),
+    };
+    write_response(response, out);
+}
+
 /// The request as the pure logic takes it: method, target, authority, the headers it reads,
 /// and the body of a method that carries one.
-pub fn read_request(request: &IncomingRequest) -> Result<Request, ApiError> {
+fn read_request(request: &IncomingRequest) -> Result<Request, ApiError> {
     let method = match request.method() {
         Method::Get => "GET".to_string(),
         Method::Head => "HEAD".to_string(),
@@ -91,7 +105,7 @@ fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, ApiError> {
 }
 
 /// Sends `response`: status and headers, then the body in [`WRITE_CHUNK`]s.
-pub fn write_response(response: Response, out: ResponseOutparam) {
+fn write_response(response: Response, out: ResponseOutparam) {
     let fields: Vec<(String, Vec<u8>)> = response
         .headers
         .into_iter()
