@@ -13,8 +13,8 @@
 # This serves the todo component alone: the API and, on every other path, its own page. A public
 # folder is the files component's (guest/files/), and serving it beside the API needs a host with
 # routes (`todo-host --public DIR`, `todo-host up` or Spin with deploy/spin.toml, the Node host's
-# `--public DIR`): `wasmtime serve`
-# runs one component on every path. The files component runs on it by itself, on every path:
+# `--public DIR`): `wasmtime serve` runs one component on every path. The files component runs on
+# it by itself, on every path:
 #   wasmtime serve -S cli=y --dir DIR::/public target/wasm-files/todo_files.wasm
 # (tests/platforms.rs checks that too).
 set -euo pipefail
