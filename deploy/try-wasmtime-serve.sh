@@ -9,6 +9,14 @@
 # opened and drops it with the instance, so nothing a request writes reaches the next request:
 # every create gets id 1 and nothing can be read back. The component itself runs unchanged.
 # tests/platforms.rs runs the whole API suite on it in CI, with these differences recorded.
+#
+# This serves the todo component alone: the API and, on every other path, its own page. A public
+# folder is the files component's (guest/files/), and serving it beside the API needs a host with
+# routes (`todo-host --public DIR`, `todo-host up` or Spin with deploy/spin.toml, the Node host's
+# `--public DIR`): `wasmtime serve` runs one component on every path. The files component runs on
+# it by itself, on every path:
+#   wasmtime serve -S cli=y --dir DIR::/public target/wasm-files/todo_files.wasm
+# (tests/platforms.rs checks that too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

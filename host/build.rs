@@ -1,15 +1,16 @@
-//! Builds the todo component from `guest/` and hands its path to the host crate
-//! (`TODO_COMPONENT_WASM`), which embeds it: `cargo run -p todo-host` needs no other step.
+//! Builds the todo component from `guest/` and the files component from `guest/files/`, and
+//! hands their paths to the host crate (`TODO_COMPONENT_WASM`, `FILES_COMPONENT_WASM`), which
+//! embeds them: `cargo run -p todo-host` needs no other step.
 //!
-//! The guest is compiled for `wasm32-unknown-unknown` and made a component here (wit-component,
-//! as `wasm32-wasip2`'s linker would): without a C library, the component imports only what the
-//! todo logic calls (48 functions, against 75 for a `wasm32-wasip2` build, whose std brings
+//! Each is compiled for `wasm32-unknown-unknown` and made a component here (wit-component,
+//! as `wasm32-wasip2`'s linker would): without a C library, the todo component imports only what
+//! the todo logic calls (48 functions, against 75 for a `wasm32-wasip2` build, whose std brings
 //! `wasi:cli` and `wasi:filesystem` imports for stdio, environment and files), and the guest's
 //! own arena allocator starts in the initial memory instead of growing it. Every instance pays
 //! for each import and for each `memory.grow` (see bench/steps.md). The same crate still builds
 //! for `wasm32-wasip2` (Spin's draft2 build, `wash dev`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
@@ -21,6 +22,8 @@ fn main() {
         "guest/src",
         "guest/build.rs",
         "guest/Cargo.toml",
+        "guest/files/src",
+        "guest/files/Cargo.toml",
         "wit",
         "Cargo.lock",
     ] {
@@ -30,14 +33,34 @@ fn main() {
         );
     }
 
-    // A target directory of its own: the outer cargo holds the lock on the main one while this
+    // Target directories of their own: the outer cargo holds the lock on the main one while this
     // script runs, so sharing it would deadlock.
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+    let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.join("target"))
-        .join("wasm");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        .unwrap_or_else(|| workspace.join("target"));
     ensure_wasm_target();
+    // One cargo command per component, each in its own target directory. In one command, cargo
+    // would unify `todo-guest`'s features and link the todo component's export into the files
+    // component too; in one directory, the files build would put its dependency's cdylib (the
+    // todo crate without its component) where the todo component's build leaves the todo
+    // component.
+    for (package, target_dir, env) in [
+        ("todo-guest", target.join("wasm"), "TODO_COMPONENT_WASM"),
+        (
+            "todo-files",
+            target.join("wasm-files"),
+            "FILES_COMPONENT_WASM",
+        ),
+    ] {
+        let wasm = build_component(workspace, package, &target_dir);
+        println!("cargo:rustc-env={env}={}", wasm.display());
+    }
+}
+
+/// Builds `package` of `workspace` for [`GUEST_TARGET`] in `target_dir` and makes a component
+/// of it; returns where the component is.
+fn build_component(workspace: &Path, package: &str, target_dir: &Path) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(workspace)
         .args([
@@ -46,36 +69,37 @@ fn main() {
             "--profile",
             "component",
             "--package",
-            "todo-guest",
+            package,
             "--target",
             GUEST_TARGET,
         ])
         .arg("--target-dir")
-        .arg(&target_dir)
+        .arg(target_dir)
         // The host's flags are for the host's target, not for wasm.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
         // Under `cargo clippy` the wrapper would lint the guest here, as a build failure of the
-        // host; the guest is linted as a workspace member in its own right.
+        // host; the guests are linted as workspace members in their own right.
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .status()
-        .expect("cannot run cargo to build the guest component");
+        .unwrap_or_else(|err| panic!("cannot run cargo to build {package}: {err}"));
     assert!(
         status.success(),
-        "building the guest failed (is the target installed? `rustup target add {GUEST_TARGET}`)"
+        "building {package} failed (is the target installed? `rustup target add {GUEST_TARGET}`)"
     );
-    let module = target_dir.join(format!("{GUEST_TARGET}/component/todo_guest.wasm"));
+    let name = package.replace('-', "_");
+    let module = target_dir.join(format!("{GUEST_TARGET}/component/{name}.wasm"));
     let core = std::fs::read(&module)
-        .unwrap_or_else(|err| panic!("the guest build left no {}: {err}", module.display()));
+        .unwrap_or_else(|err| panic!("the build of {package} left no {}: {err}", module.display()));
     let component = wit_component::ComponentEncoder::default()
         .module(&core)
         .and_then(|encoder| encoder.validate(true).encode())
         .unwrap_or_else(|err| panic!("cannot make a component of {}: {err:#}", module.display()));
-    let wasm = target_dir.join("todo_guest.wasm");
+    let wasm = target_dir.join(format!("{name}.wasm"));
     std::fs::write(&wasm, component)
         .unwrap_or_else(|err| panic!("cannot write {}: {err}", wasm.display()));
-    println!("cargo:rustc-env=TODO_COMPONENT_WASM={}", wasm.display());
+    wasm
 }
 
 /// What the guest compiles to before it becomes a component.

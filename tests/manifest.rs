@@ -15,6 +15,8 @@ use support::{Host, fixture, temp_dir, workspace};
 
 /// The todo component as `build.rs` built it (`wasi:keyvalue@0.2.0-draft`).
 const TODO_WASM: &str = env!("TODO_COMPONENT_WASM");
+/// The files component as `build.rs` built it: the one that reads a mounted folder.
+const FILES_WASM: &str = env!("FILES_COMPONENT_WASM");
 
 fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<String> {
     let path = dir.join(name);
@@ -197,7 +199,7 @@ fn files_are_mounted_read_only_where_the_manifest_says() -> anyhow::Result<()> {
         dir.path(),
         "spin.toml",
         &format!(
-            "spin_manifest_version = 2\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"todo\"\n[component.todo]\nsource = \"{TODO_WASM}\"\nfiles = [{{ source = \"static\", destination = \"/public\" }}]\n"
+            "spin_manifest_version = 2\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"files\"\n[component.files]\nsource = \"{FILES_WASM}\"\nfiles = [{{ source = \"static\", destination = \"/public\" }}]\n"
         ),
     )?;
     let host = up(&manifest, None)?;
@@ -232,8 +234,9 @@ fn mistakes_in_the_manifest_fail_at_start_and_name_the_culprit() -> anyhow::Resu
 
 #[test]
 fn the_shipped_spin_manifest_runs_the_draft2_todo_component() -> anyhow::Result<()> {
-    // deploy/spin.toml points at the draft2 build, as Spin needs it.
+    // deploy/spin.toml points at the draft2 build, as Spin needs it, and at the files component.
     support::todo_component_draft2()?;
+    support::platforms::files_component_wasip2()?;
     let dir = temp_dir()?;
     let config = write(
         dir.path(),
@@ -258,6 +261,15 @@ fn the_shipped_spin_manifest_runs_the_draft2_todo_component() -> anyhow::Result<
         host.call("GET", "/todos/1", None)?.1["title"],
         "on the shipped manifest"
     );
+    // Every other path is the files component's: deploy/public/, and the page at `/`.
+    assert!(
+        host.request("GET", "/", None)?
+            .text()
+            .contains("<title>Todos</title>")
+    );
+    let readme = host.request("GET", "/README.md", None)?;
+    assert_eq!(readme.status, 200);
+    assert!(readme.text().contains("deploy/public"), "{}", readme.text());
     Ok(())
 }
 

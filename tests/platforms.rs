@@ -420,6 +420,101 @@ fn answers_of_the_counter_fixture(platform: Platform) -> anyhow::Result<Vec<Stri
         .collect()
 }
 
+/// A public folder for the checks below, in `dir`: a start page, a script, and a symlink that
+/// leads out of the folder. Returns the folder.
+fn public_folder(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let public = dir.join("public");
+    std::fs::create_dir_all(&public)?;
+    std::fs::write(dir.join("secret.txt"), "outside the folder")?;
+    std::fs::write(public.join("index.html"), "<title>static home</title>")?;
+    std::fs::write(public.join("app.js"), "console.log('hi')")?;
+    std::os::unix::fs::symlink(dir.join("secret.txt"), public.join("leak.txt"))?;
+    Ok(public)
+}
+
+/// What `host` answers from the [`public_folder`] it serves: its files, the single-page-app
+/// fallback, and the refusals, as `todo-host --public` gives them (`tests/public.rs`).
+fn check_the_public_folder(host: &Host) -> anyhow::Result<()> {
+    let script = host.request("GET", "/app.js", None)?;
+    assert_eq!(script.status, 200, "{}", script.text());
+    assert_eq!(
+        script.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(script.text(), "console.log('hi')");
+    assert!(script.header("etag").is_some());
+    let route = host.request("GET", "/deep/link", None)?;
+    assert!(route.text().contains("static home"), "{}", route.text());
+    let missing = host.request("GET", "/missing.js", None)?;
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    assert!(missing.json()["error"].is_string(), "{}", missing.text());
+    let leak = host.request("GET", "/leak.txt", None)?;
+    assert_eq!(leak.status, 403, "{}", leak.text());
+    assert!(!leak.text().contains("outside the folder"));
+    // Sent as written (an HTTP client would resolve the encoded dots first); the body may come
+    // in chunks, so only its text is looked at.
+    let escape = support::raw_call(host.addr(), "GET", "/%2e%2e/secret.txt", None)?;
+    let text = String::from_utf8_lossy(&escape.body);
+    assert_eq!(escape.status, 400, "{text}");
+    assert!(text.contains("\"error\""), "{text}");
+    Ok(())
+}
+
+/// The files component (the build `todo-host` embeds) alone on `platform`, with `flags` mounting
+/// a [`public_folder`] at `/public`.
+fn check_the_files_component(
+    platform: Platform,
+    flags: impl FnOnce(&std::path::Path) -> Vec<String>,
+) -> anyhow::Result<()> {
+    let dir = support::temp_dir()?;
+    let flags = flags(&public_folder(dir.path())?);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let files = std::path::PathBuf::from(env!("FILES_COMPONENT_WASM"));
+    let served = platform.start_component(Some(&files), &flags)?;
+    check_the_public_folder(&served).map_err(|err| err.context(served.log_tail()))
+}
+
+#[test]
+fn the_node_host_serves_a_public_folder_beside_the_api() -> anyhow::Result<()> {
+    // `--public`: the todo component on the API's routes, the files component on the rest.
+    let dir = support::temp_dir()?;
+    let public = public_folder(dir.path())?.display().to_string();
+    let served = Platform::Node.start(&["--public", &public])?;
+    check_the_public_folder(&served)?;
+    assert_eq!(
+        served
+            .call("POST", "/todos", Some(r#"{"title":"beside the files"}"#))?
+            .0,
+        201
+    );
+    assert_eq!(
+        served.call("GET", "/todos/1", None)?.1["title"],
+        "beside the files"
+    );
+    assert!(served.call("GET", "/openapi.json", None)?.1["openapi"].is_string());
+    Ok(())
+}
+
+#[test]
+fn wasmtime_serve_runs_the_files_component_on_a_public_folder() -> anyhow::Result<()> {
+    // `wasmtime serve` has no routes: it runs one component on every path, so the app's two
+    // components run there one at a time. `-S cli` links wasi:filesystem; `--dir` preopens.
+    check_the_files_component(Platform::WasmtimeServe, |dir| {
+        vec!["--dir".to_string(), format!("{}::/public", dir.display())]
+    })
+}
+
+#[test]
+fn wash_dev_runs_the_files_component_on_a_public_folder() -> anyhow::Result<()> {
+    // wash dev runs one component too; its `dev.volumes` preopens the folder.
+    check_the_files_component(Platform::WashDev(WashStore::Memory), |dir| {
+        vec![format!(
+            r#"volumes=[{{host_path="{}", guest_path="/public"}}]"#,
+            dir.display()
+        )]
+    })
+}
+
 #[test]
 fn wasmtime_serve_gives_every_request_a_fresh_instance() -> anyhow::Result<()> {
     assert_eq!(

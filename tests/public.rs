@@ -231,17 +231,22 @@ fn nothing_outside_the_folder_can_be_reached() -> anyhow::Result<()> {
 
 #[test]
 fn the_public_folder_is_read_only_for_the_guest() -> anyhow::Result<()> {
+    // `--public` mounts the folder into the files component, which only reads. A guest that
+    // tries to write (the faults fixture) gets the same mount from a manifest's `files`.
     let dir = temp_dir()?;
     let public = public_folder(dir.path())?;
     let faults = fixture("faults")?.display().to_string();
-    let host = Host::start(&[
-        "--store",
-        "memory://",
-        "--component",
-        &faults,
-        "--public",
-        &public.display().to_string(),
-    ])?;
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "spin_manifest_version = 2\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"faults\"\n\
+             [component.faults]\nsource = \"{faults}\"\n\
+             files = [{{ source = \"{}\", destination = \"/public\" }}]\n",
+            public.display()
+        ),
+    )?;
+    let host = Host::start(&["up", "--manifest", &manifest.display().to_string()])?;
     let read = host.request("GET", "/read-file?path=/public/data.json", None)?;
     assert_eq!(
         (read.status, read.text()),
@@ -257,6 +262,44 @@ fn the_public_folder_is_read_only_for_the_guest() -> anyhow::Result<()> {
         std::fs::read_to_string(public.join("data.json"))?,
         "{\"ok\":true}"
     );
+    Ok(())
+}
+
+#[test]
+fn the_api_routes_stay_the_todo_components_whatever_the_folder_holds() -> anyhow::Result<()> {
+    // The files component answers every path but the API's: files named like API routes are
+    // never served, and preflight, HEAD and 405 work on the files component's paths too.
+    let dir = temp_dir()?;
+    let public = public_folder(dir.path())?;
+    std::fs::write(public.join("openapi.json"), "{\"not\":\"the contract\"}")?;
+    std::fs::create_dir_all(public.join("todos"))?;
+    std::fs::write(public.join("todos/index.html"), "<title>shadow</title>")?;
+    std::fs::create_dir_all(public.join("api"))?;
+    std::fs::write(public.join("api/rule"), "shadow")?;
+    let host = public_host(&public)?;
+    let contract = host.request("GET", "/openapi.json", None)?;
+    assert_eq!(contract.status, 200);
+    assert!(
+        contract.json()["openapi"].is_string(),
+        "{}",
+        contract.text()
+    );
+    let todos = host.request("GET", "/todos", None)?;
+    assert_eq!((todos.status, todos.json()), (200, json!([])));
+    assert_eq!(host.call("GET", "/api/rule", None)?.1["success"], true);
+    let preflight = host.request("OPTIONS", "/app.js", None)?;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("*"),
+        "CORS on the files component's answers too"
+    );
+    let head = host.request("HEAD", "/app.js", None)?;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    let post = host.request("POST", "/app.js", Some(("text/plain", "x")))?;
+    assert_eq!(post.status, 405, "{}", post.text());
+    assert_eq!(post.header("allow"), Some("GET, HEAD, OPTIONS"));
     Ok(())
 }
 

@@ -9,14 +9,19 @@
 //   deploy/node/node_modules/.bin/node deploy/node/server.mjs --store /tmp/todo.db
 //
 // Flags (`--help`): --listen ADDR, --component FILE, --store PATH, --max-body BYTES,
-// --cache-dir DIR.
+// --cache-dir DIR, --public DIR, --files-component FILE.
+//
+// With `--public DIR` it is an app of two components, as `todo-host --public` runs it: the todo
+// component on the API's routes, and the files component (guest/files/) on every other path, with
+// DIR as its `/public`. preview2-shim has no read-only preopen: the files component only reads,
+// but the folder is not read-only to it as it is on todo-host.
 //
 // What it is not: a production server. Requests run one at a time on Node.js's main thread (the
 // component's calls are synchronous, and so are node:sqlite's); there is no deadline for a guest
 // that loops.
 
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -33,6 +38,25 @@ const DEFAULT_COMPONENT = path.join(
   HERE,
   '../../target/wasm/todo_guest.wasm',
 );
+
+/** The files component, where `cargo build -p todo-host` leaves it (host/build.rs). */
+const DEFAULT_FILES_COMPONENT = path.join(HERE, '../../target/wasm-files/todo_files.wasm');
+
+/**
+ * The todo component's routes, as Spin writes them (`API_ROUTES` in guest/src/router.rs): with
+ * `--public`, every other path goes to the files component.
+ */
+const API_ROUTES = ['/openapi.json', '/todos/...', '/api/...'];
+
+/** Whether `pathname` is on one of API_ROUTES, matched as todo-host matches routes. */
+function isApiPath(pathname) {
+  const trimmed = pathname.replace(/\/+$/, '');
+  return API_ROUTES.some((route) =>
+    route.endsWith('/...')
+      ? trimmed === route.slice(0, -4) || trimmed.startsWith(route.slice(0, -3))
+      : trimmed === route,
+  );
+}
 
 /**
  * The store's default file: inside deploy/node/, like the transpile cache, and ignored by git
@@ -52,14 +76,16 @@ const DEFAULT_LISTEN = '127.0.0.1:3002';
 /** The largest body a request may declare: todo-host's default `--max-body`, 1 MiB. */
 const DEFAULT_MAX_BODY = 1024 * 1024;
 
-const USAGE = `usage: node server.mjs [--listen ADDR] [--component FILE] [--store PATH] [--max-body BYTES] [--cache-dir DIR]
+const USAGE = `usage: node server.mjs [--listen ADDR] [--component FILE] [--store PATH] [--max-body BYTES] [--cache-dir DIR] [--public DIR [--files-component FILE]]
 
   --listen ADDR      address to listen on; port 0 picks a free one (env TODO_NODE_LISTEN; default ${DEFAULT_LISTEN})
   --component FILE   the component to serve (env TODO_NODE_COMPONENT; default the todo component's draft build)
   --store PATH       the SQLite file of wasi:keyvalue, created if missing; ${IN_MEMORY_FLAG} keeps it in memory
                      (env TODO_NODE_STORE; default deploy/node/.data/todo.db)
   --max-body BYTES   answer 413 to a request whose Content-Length is larger (default ${DEFAULT_MAX_BODY})
-  --cache-dir DIR    where transpiled components are kept, one folder per component hash (default deploy/node/.jco)`;
+  --cache-dir DIR    where transpiled components are kept, one folder per component hash (default deploy/node/.jco)
+  --public DIR       serve DIR on every path that is not the API's, by the files component (DIR is its /public)
+  --files-component FILE  the files component (default the build todo-host embeds, target/wasm-files/todo_files.wasm)`;
 
 /** Flags into a plain config; every error names the flag and is raised before anything starts. */
 function config(argv) {
@@ -71,6 +97,8 @@ function config(argv) {
       store: { type: 'string', default: process.env.TODO_NODE_STORE ?? DEFAULT_STORE },
       'max-body': { type: 'string', default: String(DEFAULT_MAX_BODY) },
       'cache-dir': { type: 'string', default: path.join(HERE, '.jco') },
+      public: { type: 'string' },
+      'files-component': { type: 'string', default: DEFAULT_FILES_COMPONENT },
       help: { type: 'boolean', default: false },
     },
   });
@@ -85,6 +113,9 @@ function config(argv) {
   if (values.store === '') {
     throw new Error(`--store: expected a file, or ${IN_MEMORY_FLAG}`);
   }
+  if (values.public !== undefined && !statSync(values.public, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new Error(`--public ${values.public}: not a directory`);
+  }
   const maxBody = Number(values['max-body']);
   if (!Number.isSafeInteger(maxBody) || maxBody < 0) {
     throw new Error(`--max-body ${values['max-body']}: expected a number of bytes`);
@@ -96,6 +127,8 @@ function config(argv) {
     store: values.store === IN_MEMORY_FLAG ? IN_MEMORY_FLAG : path.resolve(values.store),
     maxBody,
     cacheDir: path.resolve(values['cache-dir']),
+    public: values.public === undefined ? null : path.resolve(values.public),
+    filesComponent: path.resolve(values['files-component']),
   };
 }
 
@@ -234,6 +267,26 @@ async function main() {
   // first request.
   instantiate(imports);
 
+  // With --public: the files component, with the folder and no store, for every path that is
+  // not the API's.
+  let files = null;
+  if (settings.public) {
+    const instantiateFiles = await load(
+      await transpiled(settings.filesComponent, settings.cacheDir),
+    );
+    const filesShim = new WASIShim({
+      environment: {},
+      arguments: [],
+      sandbox: { preopens: { '/public': settings.public }, enableNetwork: false },
+    });
+    const filesImports = {
+      ...filesShim.getImportObject(),
+      'wasi:http/types': imports['wasi:http/types'],
+    };
+    instantiateFiles(filesImports);
+    files = () => instantiateFiles(filesImports);
+  }
+
   const server = new HTTPServer({
     handle(request, responseOutparam) {
       const declared = request.headers().get('content-length');
@@ -244,7 +297,10 @@ async function main() {
       }
       try {
         // A fresh instance per request: nothing the guest keeps in memory reaches the next one.
-        instantiate(imports).incomingHandler.handle(request, responseOutparam);
+        const pathname = (request.pathWithQuery() ?? '/').split('?')[0];
+        const instance =
+          files && !isApiPath(pathname) ? files() : instantiate(imports);
+        instance.incomingHandler.handle(request, responseOutparam);
       } catch (err) {
         console.error(`the component failed: ${err?.stack ?? err}`);
         if (!answered.has(responseOutparam)) {
@@ -258,7 +314,8 @@ async function main() {
   const shown = address.includes(':') ? `[${address}]` : address;
   // The one stable start-up line, as todo-host and `wasmtime serve` print it: tests read the port
   // from it.
-  console.log(`Serving HTTP on http://${shown}:${port}/ (store: ${store.summary()})`);
+  const publicDir = settings.public ? `, public: ${settings.public}` : '';
+  console.log(`Serving HTTP on http://${shown}:${port}/ (store: ${store.summary()}${publicDir})`);
 
   for (const signal of ['SIGINT', 'SIGTERM']) {
     process.on(signal, () => {

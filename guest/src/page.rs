@@ -1,5 +1,6 @@
 //! The web page, embedded in the component: plain HTML, CSS and JS, no CDN, no build step.
-//! It talks to the `/todos` API only.
+//! It talks to the `/todos` API only. The files component (`guest/files/`) embeds the same bytes,
+//! through this crate, for a public folder with no start page.
 
 use crate::http::Response;
 

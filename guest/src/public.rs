@@ -1,6 +1,8 @@
-//! Static files from the read-only `/public` folder the host may mount (`--public DIR`), served
-//! before the page, like a static folder beside the old Express app. What a path with no file
-//! gets (404, the folder's `index.html`, or the page) is the router's single-page-app fallback.
+//! Static files from the read-only `/public` folder the host mounts (`--public DIR`) into the
+//! files component (`guest/files/`), served before the page, like a static folder beside the old
+//! Express app. What a path with no file gets (404, the folder's `index.html`, or the page) is the
+//! router's single-page-app fallback. Pure logic: the files component reads the folder through
+//! [`PublicFiles`], and the todo component, which has no folder, uses [`NoFiles`].
 //!
 //! A request path is percent-decoded segment by segment and refused (400) if any segment is `.`
 //! or `..`, or holds `/`, `\` or NUL once decoded: nothing outside the folder can be named. The

@@ -1,6 +1,15 @@
 //! Method + path → handler. Also the parts every response shares: CORS headers, preflight,
 //! `HEAD`, and the single-page-app fallback.
 //!
+//! # Two components, one app
+//!
+//! The app is two components: the todo component ([`handle`]) answers the API, [`API_ROUTES`],
+//! and the files component (`guest/files/`, [`handle_files`]) every other path, from the public
+//! folder the host mounts. The host routes between them (`host/src/app.rs`, `deploy/spin.toml`);
+//! [`handle_with_files`] is the same app in one call, for native tests and servers. The todo
+//! component alone still answers every path: a non-API path gets what the files component would
+//! give it with an empty folder (the page, a JSON 404 for a missing asset, a 400 for a way out).
+//!
 //! # Single-page-app fallback
 //!
 //! `/todos...` and `/api/...` are the APIs: a path there with no route is a JSON 404, whatever
@@ -21,8 +30,8 @@
 //! tries to leave the folder is a 400 before any of this. Other methods on these paths are a 405
 //! listing [`PAGE_ALLOW`].
 //!
-//! `/openapi.json` is the API's contract ([`OPENAPI_JSON`]), answered before the public folder is
-//! asked: a file of that name there cannot shadow it.
+//! `/openapi.json` is the API's contract ([`OPENAPI_JSON`]), one of [`API_ROUTES`]: a file of
+//! that name in the public folder cannot shadow it.
 
 use crate::error::ApiError;
 use crate::http::{Request, Response};
@@ -39,17 +48,57 @@ pub const PAGE_ALLOW: &str = "GET, HEAD, OPTIONS";
 /// keeps it in step with the routes and limits; `tests/contract.sh` fuzzes a live host against it.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
-/// Answers one request with no public folder. Never fails: every error becomes its JSON response.
-pub fn handle(request: &Request, kv: &dyn Kv, now: Timestamp) -> Response {
-    handle_with_files(request, kv, &NoFiles, now)
+/// The todo component's routes, as Spin writes them (`/prefix/...`: the prefix and every path
+/// under it): what a host routes to it when the files component serves the rest. The host
+/// (`host/src/app.rs`) and `deploy/spin.toml` use these; [`is_api_path`] is the same test.
+pub const API_ROUTES: [&str; 3] = ["/openapi.json", "/todos/...", "/api/..."];
+
+/// Whether `path` (no query) is on one of [`API_ROUTES`], matched as a host matches routes:
+/// trailing slashes aside, the exact path, or a prefix followed by `/`.
+pub fn is_api_path(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    API_ROUTES
+        .iter()
+        .any(|route| match route.strip_suffix("/...") {
+            Some(prefix) => path
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+            None => path == *route,
+        })
 }
 
-/// Answers one request, serving non-API `GET`s from `files` first.
+/// The todo component: answers one request, the API's or, on any other path, the page. Never
+/// fails: every error becomes its JSON response.
+pub fn handle(request: &Request, kv: &dyn Kv, now: Timestamp) -> Response {
+    respond(request, |request| route(request, kv, now))
+}
+
+/// The files component: answers a request for a path that is not the API's from `files`, by
+/// the single-page-app fallback of the module doc.
+pub fn handle_files(request: &Request, files: &dyn PublicFiles) -> Response {
+    respond(request, |request| page_or_file(request, files))
+}
+
+/// The whole app in one call: an API path as the todo component answers it, any other as the
+/// files component serving `files` does; what a host with both components answers.
 pub fn handle_with_files(
     request: &Request,
     kv: &dyn Kv,
     files: &dyn PublicFiles,
     now: Timestamp,
+) -> Response {
+    if is_api_path(&request.path) {
+        handle(request, kv, now)
+    } else {
+        handle_files(request, files)
+    }
+}
+
+/// What every answer shares: `OPTIONS` is a preflight, `HEAD` the `GET` answer without its body,
+/// errors their JSON responses, and CORS allowed.
+fn respond(
+    request: &Request,
+    answer: impl FnOnce(&Request) -> Result<Response, ApiError>,
 ) -> Response {
     let head = request.method == "HEAD";
     let response = if request.method == "OPTIONS" {
@@ -59,9 +108,9 @@ pub fn handle_with_files(
             method: "GET".to_string(),
             ..request.clone()
         };
-        route(&as_get, kv, files, now).unwrap_or_else(ApiError::into_response)
+        answer(&as_get).unwrap_or_else(ApiError::into_response)
     } else {
-        route(request, kv, files, now).unwrap_or_else(ApiError::into_response)
+        answer(request).unwrap_or_else(ApiError::into_response)
     };
     let mut response = response.with_header("access-control-allow-origin", "*");
     if head {
@@ -79,12 +128,7 @@ fn preflight() -> Response {
         .with_header("access-control-max-age", "86400")
 }
 
-fn route(
-    request: &Request,
-    kv: &dyn Kv,
-    files: &dyn PublicFiles,
-    now: Timestamp,
-) -> Result<Response, ApiError> {
+fn route(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, ApiError> {
     let path = request.path.as_str();
     // One trailing slash is forgiven (`/todos/`); anything else must match exactly.
     let trimmed = path
@@ -101,14 +145,19 @@ fn route(
         ["openapi.json"] if request.method == "GET" => Ok(Response::empty(200)
             .with_header("content-type", "application/json")
             .with_body(OPENAPI_JSON.as_bytes().to_vec())),
-        _ => match request.method.as_str() {
-            "GET" => static_or_page(request, files),
-            method => Err(ApiError::MethodNotAllowed {
-                method: method.to_string(),
-                path: path.to_string(),
-                allow: PAGE_ALLOW,
-            }),
-        },
+        _ => page_or_file(request, &NoFiles),
+    }
+}
+
+/// A path that is not the API's: `GET` by the fallback rule, other methods a 405.
+fn page_or_file(request: &Request, files: &dyn PublicFiles) -> Result<Response, ApiError> {
+    match request.method.as_str() {
+        "GET" => static_or_page(request, files),
+        method => Err(ApiError::MethodNotAllowed {
+            method: method.to_string(),
+            path: request.path.clone(),
+            allow: PAGE_ALLOW,
+        }),
     }
 }
 
@@ -126,4 +175,37 @@ fn static_or_page(request: &Request, files: &dyn PublicFiles) -> Result<Response
         return Err(ApiError::NotFound(format!("no file at '{}'", request.path)));
     }
     Ok(public::serve(request, files, "")?.unwrap_or_else(page::index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_paths_are_the_api_routes_and_nothing_beside_them() {
+        for api in [
+            "/todos",
+            "/todos/",
+            "/todos/7",
+            "/todos/7/more",
+            "/api",
+            "/api/rule",
+            "/api/currentUser",
+            "/openapi.json",
+            "/openapi.json/",
+        ] {
+            assert!(is_api_path(api), "{api}");
+        }
+        for other in [
+            "/",
+            "/index.html",
+            "/todosx",
+            "/apis",
+            "/app.js",
+            "/openapi.json/x",
+            "/deep/todos",
+        ] {
+            assert!(!is_api_path(other), "{other}");
+        }
+    }
 }

@@ -2,9 +2,11 @@
 //! files each may reach.
 //!
 //! There is one way to start: `todo-host` alone is an app of one component (the embedded todo
-//! component, or `--component`) on every path, with `--store` as its store and `--public` as its
-//! files; `todo-host up` reads an app from a Spin-style manifest ([`crate::manifest`], which
-//! only reads and checks it). Both become an [`App`], which `Server::bind` starts.
+//! component, or `--component`) on every path, with `--store` as its store; with `--public DIR`
+//! it is an app of two, as Spin serves files beside an app: that component on the todo API's
+//! routes, and the embedded files component (`guest/files/`) with DIR on every other path.
+//! `todo-host up` reads an app from a Spin-style manifest ([`crate::manifest`], which only reads
+//! and checks it). Both become an [`App`], which `Server::bind` starts.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,6 +23,8 @@ use crate::routes::Route;
 pub const DEFAULT_STORE_LABEL: &str = "default";
 /// Where the guest sees the `--public` folder.
 pub const PUBLIC_MOUNT: &str = "/public";
+/// The id of the files component in the command line's app.
+pub const FILES_COMPONENT_ID: &str = "files";
 
 /// Components, their routes, and the stores they use: checked, not yet started.
 #[derive(Debug, Clone)]
@@ -117,7 +121,9 @@ impl App {
     }
 
     /// The command line's app: one component on every path, `--store` under the label
-    /// `default` with any bucket name, `--public` mounted at [`PUBLIC_MOUNT`].
+    /// `default` with any bucket name. With `--public`, that component answers only the todo
+    /// API's routes ([`todo_guest::router::API_ROUTES`]) and the files component every other
+    /// path, with the folder mounted at [`PUBLIC_MOUNT`] and no store.
     pub fn single(config: &Config) -> anyhow::Result<Self> {
         let source = match &config.component {
             Some(path) => ComponentSource::File(path.clone()),
@@ -137,16 +143,110 @@ impl App {
             }
             None => None,
         };
+        let mut components = vec![AppComponent {
+            id: "todo".to_string(),
+            source,
+            routes: vec![Route::Prefix(String::new())],
+            key_value: KvGrant::AnyBucketIn(DEFAULT_STORE_LABEL.to_string()),
+            files: None,
+        }];
+        if let Some(files) = files {
+            components[0].routes = todo_guest::router::API_ROUTES
+                .iter()
+                .map(|route| Route::parse(route))
+                .collect::<anyhow::Result<_>>()?;
+            components.push(AppComponent {
+                id: FILES_COMPONENT_ID.to_string(),
+                source: ComponentSource::embedded_files(),
+                routes: vec![Route::Prefix(String::new())],
+                key_value: KvGrant::Labels(Vec::new()),
+                files: Some(files),
+            });
+        }
         Ok(Self {
             name: None,
-            components: vec![AppComponent {
-                id: "todo".to_string(),
-                source,
-                routes: vec![Route::Prefix(String::new())],
-                key_value: KvGrant::AnyBucketIn(DEFAULT_STORE_LABEL.to_string()),
-                files,
-            }],
+            components,
             backends: BTreeMap::from([(DEFAULT_STORE_LABEL.to_string(), config.store.clone())]),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::RouteTable;
+
+    /// The component id that `app` routes `path` to.
+    fn served_by<'a>(app: &'a App, path: &str) -> Option<&'a str> {
+        let table = RouteTable::new(
+            app.components
+                .iter()
+                .flat_map(|c| c.routes.iter().map(|r| (r.clone(), c.id.as_str())))
+                .collect(),
+        );
+        table.pick(path).copied()
+    }
+
+    #[test]
+    fn without_a_public_folder_the_todo_component_serves_every_path() -> anyhow::Result<()> {
+        let app = App::single(&Config::default())?;
+        assert_eq!(app.components.len(), 1);
+        for path in ["/", "/todos/1", "/app.js", "/openapi.json"] {
+            assert_eq!(served_by(&app, path), Some("todo"), "{path}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_public_folder_goes_to_the_files_component_and_the_api_to_the_todo_one()
+    -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let config = Config {
+            public: Some(dir.path().to_path_buf()),
+            ..Config::default()
+        };
+        let app = App::single(&config)?;
+        let files = app
+            .components
+            .iter()
+            .find(|c| c.id == FILES_COMPONENT_ID)
+            .context("no files component")?;
+        assert_eq!(files.key_value, KvGrant::Labels(Vec::new()), "no store");
+        assert_eq!(
+            files.files.as_ref().map(|(_, guest)| guest.as_str()),
+            Some(PUBLIC_MOUNT)
+        );
+        let todo = app
+            .components
+            .iter()
+            .find(|c| c.id == "todo")
+            .context("no todo component")?;
+        assert!(todo.files.is_none(), "the todo component mounts nothing");
+        // The host's routes and the guest's own test of an API path agree on every path.
+        for path in [
+            "/",
+            "/index.html",
+            "/app.js",
+            "/deep/link",
+            "/todos",
+            "/todos/",
+            "/todos/7",
+            "/todos/7/x",
+            "/todosx",
+            "/api",
+            "/api/rule",
+            "/api/currentUser",
+            "/apis",
+            "/openapi.json",
+            "/openapi.json/x",
+        ] {
+            let expected = if todo_guest::router::is_api_path(path) {
+                "todo"
+            } else {
+                FILES_COMPONENT_ID
+            };
+            assert_eq!(served_by(&app, path), Some(expected), "{path}");
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! The wasmtime `Engine` and compiled code: engine settings (pooling allocator, epoch
-//! interruption), the one epoch ticker thread (ticking only while an instance lives), the embedded todo component, and precompiled
-//! component artifacts with their cache.
+//! interruption), the one epoch ticker thread (ticking only while an instance lives), the
+//! embedded todo and files components, and precompiled component artifacts with their cache.
 //!
 //! Compiling the todo component takes tens of milliseconds; loading a precompiled artifact
 //! takes a few. `todo-host` keeps artifacts in a cache directory, keyed by a hash of the engine's
@@ -20,6 +20,9 @@ use crate::limits::{EPOCH_TICK, Limits};
 
 /// The todo component, built from `guest/` by `build.rs` and embedded in the binary.
 pub const TODO_COMPONENT: &[u8] = include_bytes!(env!("TODO_COMPONENT_WASM"));
+/// The files component, built from `guest/files/` by `build.rs` and embedded in the binary: the
+/// `--public` folder's server, beside the todo component (`app.rs`).
+pub const FILES_COMPONENT: &[u8] = include_bytes!(env!("FILES_COMPONENT_WASM"));
 
 /// Core instances, memories and tables one component may have: a Rust component has a handful;
 /// room for fixtures and other toolchains.
@@ -52,6 +55,11 @@ impl ComponentSource {
     /// The todo component embedded in this binary.
     pub fn embedded() -> Self {
         ComponentSource::Wasm(TODO_COMPONENT.to_vec())
+    }
+
+    /// The files component embedded in this binary.
+    pub fn embedded_files() -> Self {
+        ComponentSource::Wasm(FILES_COMPONENT.to_vec())
     }
 }
 
@@ -336,26 +344,51 @@ fn lock(state: &Mutex<bool>) -> std::sync::MutexGuard<'_, bool> {
 mod tests {
     use super::*;
 
+    /// The interfaces the embedded component of `source` imports, sorted.
+    fn imports_of(source: &ComponentSource) -> anyhow::Result<Vec<String>> {
+        let engine = new(&Limits::default(), true)?;
+        let component = load(&engine, source, None)?;
+        let mut imports: Vec<String> = component
+            .component_type()
+            .imports(&engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        imports.sort_unstable();
+        Ok(imports)
+    }
+
+    /// How many functions the component of `source` imports, over all its imported interfaces:
+    /// what the host resolves for it, and each instance then holds a reference to.
+    fn imported_functions(source: &ComponentSource) -> anyhow::Result<usize> {
+        use wasmtime::component::types::ComponentItem;
+        let engine = new(&Limits::default(), true)?;
+        let component = load(&engine, source, None)?;
+        let mut count = 0;
+        for (_, item) in component.component_type().imports(&engine) {
+            match item.ty {
+                ComponentItem::ComponentInstance(instance) => {
+                    count += instance
+                        .exports(&engine)
+                        .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentFunc(_)))
+                        .count();
+                }
+                ComponentItem::ComponentFunc(_) => count += 1,
+                _ => {}
+            }
+        }
+        Ok(count)
+    }
+
     #[test]
     fn the_embedded_component_imports_only_the_interfaces_of_its_world() -> anyhow::Result<()> {
         // What `wit/world.wit` declares and the interfaces those use, nothing else: a build that
         // linked a C library or std's I/O would also import `wasi:cli`, and every import costs
         // every instance something (host/build.rs).
-        let engine = new(&Limits::default(), true)?;
-        let component = load(&engine, &ComponentSource::embedded(), None)?;
-        let component_type = component.component_type();
-        let mut imports: Vec<&str> = component_type
-            .imports(&engine)
-            .map(|(name, _)| name)
-            .collect();
-        imports.sort_unstable();
         assert_eq!(
-            imports,
+            imports_of(&ComponentSource::embedded())?,
             [
                 "wasi:clocks/monotonic-clock@0.2.12",
                 "wasi:clocks/wall-clock@0.2.12",
-                "wasi:filesystem/preopens@0.2.12",
-                "wasi:filesystem/types@0.2.12",
                 "wasi:http/types@0.2.12",
                 "wasi:io/error@0.2.12",
                 "wasi:io/poll@0.2.12",
@@ -366,6 +399,70 @@ mod tests {
                 "wasi:random/random@0.2.12",
             ]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn the_todo_component_imports_no_file_system() -> anyhow::Result<()> {
+        // The public folder is the files component's: the todo component's instances resolve
+        // no file-system function at all.
+        let imports = imports_of(&ComponentSource::embedded())?;
+        assert!(
+            !imports
+                .iter()
+                .any(|name| name.starts_with("wasi:filesystem/")),
+            "{imports:?}"
+        );
+        let functions = imported_functions(&ComponentSource::embedded())?;
+        let files = imported_functions(&ComponentSource::embedded_files())?;
+        eprintln!("imported functions: todo component {functions}, files component {files}");
+        assert!(functions > 0 && files > 0);
+        Ok(())
+    }
+
+    #[test]
+    fn the_embedded_files_component_imports_only_the_interfaces_of_its_world() -> anyhow::Result<()>
+    {
+        // The folder and HTTP (and the wall clock's `datetime`, a type of file-system stat):
+        // no key-value store, so it can read what the host mounted and nothing else.
+        assert_eq!(
+            imports_of(&ComponentSource::embedded_files())?,
+            [
+                "wasi:clocks/wall-clock@0.2.12",
+                "wasi:filesystem/preopens@0.2.12",
+                "wasi:filesystem/types@0.2.12",
+                "wasi:http/types@0.2.12",
+                "wasi:io/error@0.2.12",
+                "wasi:io/streams@0.2.12",
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    #[ignore = "a measurement, not a check: IMPORTS_OF=FILE.wasm prints what that component imports"]
+    fn print_the_imports_of_a_component_file() -> anyhow::Result<()> {
+        let path = std::env::var_os("IMPORTS_OF").context("set IMPORTS_OF to a component file")?;
+        let source = ComponentSource::File(PathBuf::from(&path));
+        let interfaces = imports_of(&source)?;
+        println!(
+            "{} functions in {} interfaces: {interfaces:?}",
+            imported_functions(&source)?,
+            interfaces.len()
+        );
+        // And what the guest's own code imports: the function imports of its core module (the
+        // first module; the others are wit-component's shims).
+        let bytes = std::fs::read(&path)?;
+        for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+            if let wasmparser::Payload::ImportSection(section) = payload? {
+                let mut functions = 0;
+                for import in section.into_imports() {
+                    functions += usize::from(matches!(import?.ty, wasmparser::TypeRef::Func(_)));
+                }
+                println!("the core module imports {functions} functions");
+                break;
+            }
+        }
         Ok(())
     }
 

@@ -8,11 +8,16 @@
 //! [application]
 //! name = "todo"
 //! [[trigger.http]]
-//! route = "/..."              # a prefix with `/...`, or an exact path
+//! route = "/todos/..."        # a prefix with `/...`, or an exact path
 //! component = "todo"
+//! [[trigger.http]]
+//! route = "/..."              # every other path: the most specific route wins
+//! component = "files"
 //! [component.todo]
 //! source = "todo.wasm"        # relative to the manifest
 //! key_value_stores = ["default"]
+//! [component.files]
+//! source = "files.wasm"
 //! files = [{ source = "public", destination = "/public" }]   # read-only
 //! [component.todo.build]      # `up --build` runs it first, like `spin up --build`
 //! command = "cargo build --target wasm32-wasip2 --release"     # by `sh -c`; or a list

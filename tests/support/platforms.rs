@@ -73,6 +73,32 @@ pub fn todo_component() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("TODO_COMPONENT_WASM")))
 }
 
+/// The files component as `deploy/spin.toml` builds it (`todo-files` for `wasm32-wasip2`, in
+/// `target/wasm-files`), built once per test process.
+pub fn files_component_wasip2() -> anyhow::Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = workspace().join("target/wasm-files");
+            let status = Command::new(env!("CARGO"))
+                .current_dir(workspace())
+                .args(["build", "--profile", "component", "--quiet"])
+                .args(["--target", "wasm32-wasip2", "--package", "todo-files"])
+                .arg("--target-dir")
+                .arg(&target)
+                .status()
+                .map_err(|err| format!("cannot run cargo ({}): {err}", env!("CARGO")))?;
+            if !status.success() {
+                return Err(format!(
+                    "building the files component (todo-files) for wasm32-wasip2 failed ({status})"
+                ));
+            }
+            Ok(target.join("wasm32-wasip2/component/todo_files.wasm"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
 /// A store server a platform talks to, held only to keep it running as long as the platform
 /// (each stops its server when dropped).
 enum StoreServer {
@@ -111,7 +137,8 @@ impl Served {
 impl Platform {
     /// Starts the platform serving the todo component with an empty store, and waits until it
     /// serves. `flags` go to the command line of `wasmtime serve` or of the Node host (its
-    /// `--max-body`, say); `wash dev` takes its settings from `.wash/config.yaml` alone.
+    /// `--max-body`, say); `wash dev` takes its settings from `.wash/config.yaml`, and `flags` as
+    /// more `dev` settings in `WASH_DEV` (`volumes=[{host_path="DIR", guest_path="/public"}]`).
     pub fn start(self, flags: &[&str]) -> anyhow::Result<Served> {
         self.start_component(None, flags)
     }
@@ -128,7 +155,7 @@ impl Platform {
         let component = component.map_or_else(todo_component, Path::to_path_buf);
         let (command, store, ready) = match self {
             Platform::WashDev(backend) => {
-                let (mut command, store, address) = wash_dev(dir.path(), backend)?;
+                let (mut command, store, address) = wash_dev(dir.path(), backend, flags)?;
                 // `.wash/config.yaml` builds the default component; anything else is served as is.
                 if component != Path::new(env!("TODO_COMPONENT_WASM")) {
                     command.env(
@@ -163,12 +190,13 @@ impl Platform {
 }
 
 /// `wash dev` in the repository root, as a developer runs it: `.wash/config.yaml` as committed,
-/// but for the address (a free port) and the store, which wash takes from `WASH_DEV` (its
-/// environment overrides the project config, key by key). Its user config and data go to `dir`,
-/// so nothing on the machine changes what it does.
+/// but for the address (a free port), the store and the `dev` settings of `extra`, which wash
+/// takes from `WASH_DEV` (its environment overrides the project config, key by key). Its user
+/// config and data go to `dir`, so nothing on the machine changes what it does.
 fn wash_dev(
     dir: &Path,
     backend: WashStore,
+    extra: &[&str],
 ) -> anyhow::Result<(Command, Option<StoreServer>, String)> {
     let address = format!("127.0.0.1:{}", free_port()?);
     let (store, setting) = match backend {
@@ -194,7 +222,13 @@ fn wash_dev(
     command
         .current_dir(workspace())
         .arg("dev")
-        .env("WASH_DEV", format!(r#"{{address="{address}"{setting}}}"#))
+        .env(
+            "WASH_DEV",
+            format!(
+                r#"{{address="{address}"{setting}{}}}"#,
+                extra.iter().map(|e| format!(", {e}")).collect::<String>()
+            ),
+        )
         .env("XDG_CONFIG_HOME", dir.join("config"))
         .env("XDG_DATA_HOME", dir.join("data"))
         .env("XDG_CACHE_HOME", dir.join("cache"));
