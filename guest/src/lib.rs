@@ -26,7 +26,8 @@
 //! * [`kv`]: the small KV trait the logic is written against, its batch bound, and an in-memory
 //!   implementation.
 //! * [`page`]: the embedded web page.
-//! * [`public`]: static files from the host's read-only `/public` folder, if mounted.
+//! * [`public`]: static files from a read-only `/public` folder: the logic of the files
+//!   component (`guest/files/`), which serves `todo-host --public`; the todo component mounts none.
 //! * [`time`]: RFC 3339 formatting of wall-clock time.
 //! * [`trips`]: the most round trips to the store each route makes, which the tests hold it to.
 //!

@@ -46,9 +46,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "TODO_HOST_COMPONENT")]
     pub component: Option<PathBuf>,
 
-    /// Serve static files from DIR first (mounted read-only into every instance at /public); a
-    /// path with no file and no extension (a client-side route) gets DIR/index.html, or the
-    /// todo page when DIR has none.
+    /// Serve static files from DIR on every path that is not the API's, by the files component
+    /// (DIR mounted read-only into its instances at /public); a path with no file and no
+    /// extension (a client-side route) gets DIR/index.html, or the todo page when DIR has none.
     #[arg(long, global = true, env = "TODO_HOST_PUBLIC", value_name = "DIR")]
     pub public: Option<PathBuf>,
 

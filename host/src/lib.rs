@@ -50,8 +50,10 @@
 //! # Embedding
 //! The runtime is a library: run the todo component (or any component of the same world) inside
 //! your own program, with or without sockets. [`Runtime::builder`] takes the component, the store,
-//! the [`limits::Limits`] and a public folder; [`Runtime::handle`] takes an `http::Request` with
-//! any body and gives back the response.
+//! the [`limits::Limits`] and a folder to mount read-only (for a component that reads files; the
+//! todo component reads none, and `todo-host --public` serves a folder with the files
+//! component); [`Runtime::handle`] takes an `http::Request` with any body and gives back the
+//! response.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {

@@ -36,7 +36,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::admission::{Admission, Slot};
-use crate::app::{App, PUBLIC_MOUNT};
+use crate::app::App;
 use crate::deployment::{Deployment, LoadedComponent, Loader};
 use crate::engine::{self, ComponentSource};
 use crate::exchange::Exchange;
@@ -206,12 +206,6 @@ impl RuntimeBuilder {
     /// Holds every request to `limits`.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
-        self
-    }
-
-    /// Mounts `dir` read-only into every instance at `/public`.
-    pub fn public_dir(mut self, dir: Option<PathBuf>) -> Self {
-        self.mount = dir.map(|dir| (dir, PUBLIC_MOUNT.to_string()));
         self
     }
 
