@@ -296,6 +296,16 @@ store_suite() {
   stop
 }
 
+# redis_start NAME: a redis-server without persistence on a free port ($rport, its pid in
+# $redis_pid, its output in $work/NAME.log), waited for until it accepts connections.
+redis_start() {
+  rport=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$rport" --save "" --appendonly no >"$work/$1.log" 2>&1 &
+  redis_pid=$!
+  echo "$redis_pid" >>"$work/pids"
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break; sleep 0.05; done
+}
+
 # nats_servers NODES [SYNC]: NODES nats-servers with JetStream (routed into one cluster when more
 # than one), each waited for until its /healthz says 200; prints the store URL naming them all.
 # SYNC `always` makes them fsync every write before acknowledging it (`sync_interval: always`,
@@ -340,11 +350,7 @@ if wants nats; then
   else
     section=stores
     store_suite "todo-host, SQLite" "$(db stores)"
-    rport=$(free_port)
-    redis-server --bind 127.0.0.1 --port "$rport" --save "" --appendonly no >"$work/redis.log" 2>&1 &
-    redis_pid=$!
-    echo "$redis_pid" >>"$work/pids"
-    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break; sleep 0.05; done
+    redis_start redis
     store_suite "todo-host, Redis" "redis://127.0.0.1:$rport"
     kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
     store_suite "todo-host, NATS, 1 server, R1" "$(nats_servers 1)"
@@ -428,11 +434,7 @@ if wants floor; then
   floor_store memory memory://
   floor_store SQLite "$(db floor-this)" "$(db floor-before)"
   if command -v redis-server >/dev/null; then
-    rport=$(free_port)
-    redis-server --bind 127.0.0.1 --port "$rport" --save "" --appendonly no >"$work/redis-floor.log" 2>&1 &
-    redis_pid=$!
-    echo "$redis_pid" >>"$work/pids"
-    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break; sleep 0.05; done
+    redis_start redis-floor
     floor_store Redis "redis://127.0.0.1:$rport"
     kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
   else
@@ -689,13 +691,9 @@ if wants cold; then
     cold activated "todo-host, SQLite" "$COLD_RUNS" "$HOST" --store "$(db cold)"
     cold spawned "todo-host, SQLite" "$COLD_RUNS" "$HOST" --listen '127.0.0.1:{port}' --store "$(db cold-spawned)"
     if command -v redis-server >/dev/null; then
-      rport=$(free_port)
-      redis-server --bind 127.0.0.1 --port "$rport" --save "" --appendonly no >"$work/cold-redis.log" 2>&1 &
-      cold_redis=$!
-      echo "$cold_redis" >>"$work/pids"
-      for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break; sleep 0.05; done
+      redis_start cold-redis
       cold activated "todo-host, Redis" "$COLD_RUNS" "$HOST" --store "redis://127.0.0.1:$rport"
-      kill "$cold_redis"; wait "$cold_redis" 2>/dev/null || true
+      kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
     else
       note "cold: no redis-server, the Redis row is missing"
     fi
