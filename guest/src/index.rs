@@ -239,7 +239,7 @@ pub struct Store<'a> {
     counts: RefCell<HashMap<Node, Counts>>,
     /// Fences and summaries read with the id counter, in the same batch: each is used once, to
     /// trust its node's summary ([`Store::open`]).
-    prefetched: RefCell<HashMap<String, Option<Vec<u8>>>>,
+    prefetched: RefCell<Vec<Prefetched>>,
     /// Summaries recomputed, to store in one batch ([`Store::flush`]).
     recomputed: RefCell<Vec<(String, Vec<u8>)>>,
     /// The todo keys read so far, by id: `None` where there was no todo.
@@ -247,8 +247,19 @@ pub struct Store<'a> {
 }
 
 /// Level-3 nodes whose fence and summary come with the id counter: the whole top of the tree up
-/// to 1,048,576 ids, so that a count of such a store costs no trip of its own.
-const TOP_PREFETCH: u64 = 4;
+/// to id 262,143, so that a count of such a store costs no trip of its own. A larger store reads
+/// the rest of the top in one more batch. Not more: on NATS every key of a batch is a request of
+/// its own to the stream leader, so keys read cost there even when they are missing (three more
+/// level-3 nodes, six keys on every list, made `GET /todos` 16-22% slower on NATS in
+/// `bench/run.sh`'s section floor).
+const TOP_PREFETCH: u64 = 1;
+
+/// A node's fence and summary, as [`Store::open_after`] read them.
+struct Prefetched {
+    node: Node,
+    fence: Option<Vec<u8>>,
+    summary: Option<Vec<u8>>,
+}
 
 /// What the fence and summary of a node, read together, say.
 enum Trust {
@@ -273,9 +284,10 @@ impl<'a> Store<'a> {
 
     /// Opens the index of `kv` for reads of the ids after `after`, in one round trip: the id
     /// counter, and in the same batch the fences and summaries a page is likely to need first
-    /// (the top of the tree, and the level-2 node and block that hold `after` or follow it). On
-    /// a store whose summaries are current, a page of one block then needs one more trip (its
-    /// todos), and any page at most three more: one per level below the top, one of todos.
+    /// (the first level-3 node, and the nodes of each level that hold `after`). On a store whose
+    /// summaries are current, a page of one block then needs one more trip (its todos), and any
+    /// page at most three more: one per level below the top, one of todos; past id 262,143, one
+    /// more for the rest of the top.
     ///
     /// The counter and the fences come from one batch, in no known order, so these fences only
     /// ever *trust* a summary (a summary matching its fence is current, whenever it was read);
@@ -306,7 +318,14 @@ impl<'a> Store<'a> {
                 ApiError::Store(format!("'{NEXT_ID_KEY}' does not hold a counter"))
             })?,
         };
-        let prefetched = keys.into_iter().skip(1).zip(values).collect();
+        let prefetched = nodes
+            .into_iter()
+            .map(|node| Prefetched {
+                node,
+                fence: values.next().flatten(),
+                summary: values.next().flatten(),
+            })
+            .collect();
         Ok(Self {
             kv,
             now,
@@ -373,6 +392,18 @@ impl<'a> Store<'a> {
     fn read_records(&self, ids: &[u64], fresh: bool) -> Result<Vec<TodoRecord>, ApiError> {
         // Todos this view already read (recomputing a block) are not read again for a page: the
         // page's ids came from the counts those very reads gave.
+        if !fresh && self.read.borrow().is_empty() {
+            // Nothing read before: the todos straight from one batch.
+            let keys: Vec<String> = ids.iter().map(|id| layout::todo_key(*id)).collect();
+            let mut todos = Vec::with_capacity(ids.len());
+            for (key, value) in keys.iter().zip(self.get_many(&keys)?) {
+                // Deleted since the index was read: skip it rather than fail.
+                if let Some(bytes) = value {
+                    todos.push(layout::decode(key, &bytes)?);
+                }
+            }
+            return Ok(todos);
+        }
         let missing: Vec<u64> = {
             let read = self.read.borrow();
             ids.iter()
@@ -567,15 +598,17 @@ impl<'a> Store<'a> {
         {
             let mut prefetched = self.prefetched.borrow_mut();
             for (i, node) in nodes.iter().enumerate() {
-                let fence = prefetched.remove(&node.fence_key());
-                let summary = prefetched.remove(&node.summary_key());
+                let found = prefetched
+                    .iter()
+                    .position(|p| p.node == *node)
+                    .map(|at| prefetched.swap_remove(at));
                 if node.first() > self.max_id {
                     result[i] = Some(Counts::default());
                     continue;
                 }
-                if let (Some(fence), Some(summary)) = (fence, summary)
+                if let Some(found) = found
                     && let Trust::Current(counts) =
-                        self.trust(*node, fence.as_deref(), summary.as_deref())?
+                        self.trust(*node, found.fence.as_deref(), found.summary.as_deref())?
                 {
                     result[i] = Some(*counts);
                     continue;

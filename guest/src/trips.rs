@@ -8,9 +8,10 @@
 //! on a store whose index summaries are current: the first read after a write recomputes the
 //! summaries the write changed, and stores them for the reads after it.
 //!
-//! A read names the todo keys it needs and no others: the id counter, the top of the index and
-//! the first path down come in one batch (`index::Store::open_after`), then one batch per level
-//! the page still needs, then its todos. A write is its fences around its one write
+//! A read fetches the id counter, the first node of the index's top and the path down to the
+//! page's first block in one batch (`index::Store::open_after`), then one batch per level the
+//! page still needs, then its todos. Past id 262,143 the rest of the top costs one more batch,
+//! so a deep `/api/rule` page of a store that large takes 5. A write is its fences around its one write
 //! (`records.rs`): three started, the write, three finished; a create's id and a change's read
 //! of the todo come first. Those are separate calls because `wasi:keyvalue` has no batched
 //! `increment`: each fence is its own call.
