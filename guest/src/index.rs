@@ -41,8 +41,8 @@
 //! # Batches
 //!
 //! A batch is one round trip, so reads go level by level, breadth first: a request reads the id
-//! counter together with the top of the tree and the first path down ([`Store::open_after`]),
-//! then at most one batch per level below, then one of todos. One batch call names at most
+//! counter together with the first level-3 node and the path down to the page's first block
+//! ([`Store::open_after`]), then at most one batch per level below, then one of todos. One batch call names at most
 //! [`BATCH`] keys (a page of 1,000 todos). That is the guest's own bound, not a copy of a
 //! host's: a host whose limit is lower splits a batch itself (`todo-host` does,
 //! `--kv-max-batch-keys`), so the guest needs to know nothing of it, and asks the store nothing
@@ -205,11 +205,12 @@ fn settled(fence: u64) -> bool {
     fence & (FINISHED - 1) == fence >> 32
 }
 
-/// The highest id the counter has issued (0 before the first).
-pub fn max_id(kv: &dyn Kv) -> Result<u64, ApiError> {
-    match kv.get(NEXT_ID_KEY)? {
+/// The highest id the counter has issued (0 before the first), from the value of
+/// [`NEXT_ID_KEY`].
+fn max_id(value: Option<&[u8]>) -> Result<u64, ApiError> {
+    match value {
         None => Ok(0),
-        Some(bytes) => parse_counter(&bytes)
+        Some(bytes) => parse_counter(bytes)
             .ok_or_else(|| ApiError::Store(format!("'{NEXT_ID_KEY}' does not hold a counter"))),
     }
 }
@@ -263,8 +264,8 @@ struct Prefetched {
 
 /// What the fence and summary of a node, read together, say.
 enum Trust {
-    /// The summary is current: its counts.
-    Current(Box<Counts>),
+    /// The summary is current.
+    Current(Summary),
     /// It is not: the fence, and the summary to replace.
     Stale(u64, Summary),
 }
@@ -312,12 +313,7 @@ impl<'a> Store<'a> {
             .get_many(&keys)?
             .into_iter()
             .map(|found| found.map(|(_, value)| value));
-        let max_id = match values.next().flatten() {
-            None => 0,
-            Some(bytes) => parse_counter(&bytes).ok_or_else(|| {
-                ApiError::Store(format!("'{NEXT_ID_KEY}' does not hold a counter"))
-            })?,
-        };
+        let max_id = max_id(values.next().flatten().as_deref())?;
         let prefetched = nodes
             .into_iter()
             .map(|node| Prefetched {
@@ -390,43 +386,32 @@ impl<'a> Store<'a> {
     /// [`Store::records`]; `fresh`: read every one from the store, even if this view has read
     /// it already (a recomputation must read after its fence).
     fn read_records(&self, ids: &[u64], fresh: bool) -> Result<Vec<TodoRecord>, ApiError> {
+        let keys: Vec<String> = ids.iter().map(|id| layout::todo_key(*id)).collect();
+        if !fresh && self.read.borrow().is_empty() {
+            // Nothing read before (a page, as a rule): straight from one batch, nothing kept.
+            let values = self.get_many(&keys)?;
+            return decode_found(&keys, values.iter().map(Option::as_deref));
+        }
         // Todos this view already read (recomputing a block) are not read again for a page: the
         // page's ids came from the counts those very reads gave.
-        if !fresh && self.read.borrow().is_empty() {
-            // Nothing read before: the todos straight from one batch.
-            let keys: Vec<String> = ids.iter().map(|id| layout::todo_key(*id)).collect();
-            let mut todos = Vec::with_capacity(ids.len());
-            for (key, value) in keys.iter().zip(self.get_many(&keys)?) {
-                // Deleted since the index was read: skip it rather than fail.
-                if let Some(bytes) = value {
-                    todos.push(layout::decode(key, &bytes)?);
-                }
-            }
-            return Ok(todos);
-        }
-        let missing: Vec<u64> = {
+        let missing: Vec<usize> = {
             let read = self.read.borrow();
-            ids.iter()
-                .filter(|id| fresh || !read.contains_key(id))
-                .copied()
+            (0..ids.len())
+                .filter(|i| fresh || !read.contains_key(&ids[*i]))
                 .collect()
         };
         if !missing.is_empty() {
-            let keys: Vec<String> = missing.iter().map(|id| layout::todo_key(*id)).collect();
-            let values = self.get_many(&keys)?;
+            let missing_keys: Vec<String> = missing.iter().map(|i| keys[*i].clone()).collect();
+            let values = self.get_many(&missing_keys)?;
             self.read
                 .borrow_mut()
-                .extend(missing.into_iter().zip(values));
+                .extend(missing.iter().map(|i| ids[*i]).zip(values));
         }
         let read = self.read.borrow();
-        let mut todos = Vec::with_capacity(ids.len());
-        for id in ids {
-            // Deleted since the index was read: skip it rather than fail.
-            if let Some(Some(bytes)) = read.get(id) {
-                todos.push(layout::decode(&layout::todo_key(*id), bytes)?);
-            }
-        }
-        Ok(todos)
+        decode_found(
+            &keys,
+            ids.iter().map(|id| read.get(id).and_then(Option::as_deref)),
+        )
     }
 
     /// The level-3 nodes up to the highest id: the top of the tree.
@@ -585,7 +570,7 @@ impl<'a> Store<'a> {
             })?,
         };
         if settled(fence) && summary.fence == Some(fence) {
-            return Ok(Trust::Current(Box::new(Counts::from_summary(&summary))));
+            return Ok(Trust::Current(summary));
         }
         Ok(Trust::Stale(fence, summary))
     }
@@ -607,10 +592,10 @@ impl<'a> Store<'a> {
                     continue;
                 }
                 if let Some(found) = found
-                    && let Trust::Current(counts) =
+                    && let Trust::Current(summary) =
                         self.trust(*node, found.fence.as_deref(), found.summary.as_deref())?
                 {
-                    result[i] = Some(*counts);
+                    result[i] = Some(Counts::from_summary(&summary));
                     continue;
                 }
                 rest.push(i);
@@ -646,7 +631,7 @@ impl<'a> Store<'a> {
                 values[2 * i].as_deref(),
                 values[2 * i + 1].as_deref(),
             )? {
-                Trust::Current(counts) => result[i] = Some(*counts),
+                Trust::Current(summary) => result[i] = Some(Counts::from_summary(&summary)),
                 Trust::Stale(fence, summary) => {
                     let fence = self.settle(*node, fence, &summary)?;
                     stale.push((i, fence, summary));
@@ -753,6 +738,18 @@ impl<'a> Store<'a> {
         }
         Ok(result)
     }
+}
+
+/// The todos of `keys` whose values were found, in order; a key with none (deleted since the
+/// index was read) is skipped rather than failed.
+fn decode_found<'v>(
+    keys: &[String],
+    values: impl Iterator<Item = Option<&'v [u8]>>,
+) -> Result<Vec<TodoRecord>, ApiError> {
+    keys.iter()
+        .zip(values)
+        .filter_map(|(key, value)| value.map(|bytes| layout::decode(key, bytes)))
+        .collect()
 }
 
 fn parse_fence(key: &str, bytes: &[u8]) -> Result<u64, ApiError> {
