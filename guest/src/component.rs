@@ -34,12 +34,17 @@ use std::time::Duration;
 
 use bindings::exports::wasi::http::incoming_handler::Guest;
 use bindings::wasi::clocks::{monotonic_clock, wall_clock};
+#[cfg(feature = "draft2")]
+use bindings::wasi::config0_2_0_draft_2024_09_27::store as wasi_config;
+#[cfg(not(feature = "draft2"))]
+use bindings::wasi::config0_2_0_rc_1::store as wasi_config;
 use bindings::wasi::http::types::{IncomingRequest, ResponseOutparam};
 #[cfg(not(feature = "draft2"))]
 use bindings::wasi::keyvalue0_2_0_draft::{atomics, batch, store as wasi_store};
 #[cfg(feature = "draft2")]
 use bindings::wasi::keyvalue0_2_0_draft2::{atomics, batch, store as wasi_store};
 
+use crate::context::{Config, Context, Entropy};
 use crate::error::ApiError;
 use crate::http::{Request, Response};
 use crate::kv::{KeyPage, Kv, KvError, Values};
@@ -58,7 +63,13 @@ impl Guest for Component {
                 seconds: now.seconds,
                 nanoseconds: now.nanoseconds,
             };
-            crate::handle(request, &WasiKv::default(), now)
+            let ctx = Context {
+                kv: &WasiKv::default(),
+                now,
+                config: &WasiConfig,
+                entropy: &WasiRandom,
+            };
+            crate::handle_in(request, &ctx)
         });
     }
 }
@@ -184,6 +195,27 @@ impl Kv for WasiKv {
 
     fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
         batch::delete_many(self.bucket()?, keys).map_err(kv_error)
+    }
+}
+
+/// The operator's settings, as the host's `wasi:config/store` serves them.
+struct WasiConfig;
+
+impl Config for WasiConfig {
+    fn get(&self, key: &str) -> Result<Option<String>, String> {
+        wasi_config::get(key).map_err(|err| match err {
+            wasi_config::Error::Upstream(message) | wasi_config::Error::Io(message) => message,
+        })
+    }
+}
+
+/// The host's `wasi:random/random`: cryptographically secure, as tokens and salts need.
+struct WasiRandom;
+
+impl Entropy for WasiRandom {
+    fn fill(&self, bytes: &mut [u8]) {
+        let random = bindings::wasi::random::random::get_random_bytes(bytes.len() as u64);
+        bytes.copy_from_slice(&random[..bytes.len()]);
     }
 }
 

@@ -17,6 +17,14 @@ pub struct Request {
     pub content_type: Option<String>,
     /// The `If-None-Match` header, if any: for `304 Not Modified` on public files.
     pub if_none_match: Option<String>,
+    /// The `Cookie` header (several joined by `; `), if any: a session cookie of accounts.
+    pub cookie: Option<String>,
+    /// The `Authorization` header, if any: a bearer token of accounts.
+    pub authorization: Option<String>,
+    /// The `Origin` header, if any: a cross-site write with a cookie is refused.
+    pub origin: Option<String>,
+    /// The `Sec-Fetch-Site` header, if any: the browser's own word on where a request came from.
+    pub fetch_site: Option<String>,
     /// The body bytes.
     pub body: Vec<u8>,
 }
@@ -36,6 +44,10 @@ impl Request {
             authority: "localhost".to_string(),
             content_type: None,
             if_none_match: None,
+            cookie: None,
+            authorization: None,
+            origin: None,
+            fetch_site: None,
             body: Vec::new(),
         }
     }

@@ -54,6 +54,81 @@ pub trait Kv {
     fn delete_many(&self, keys: &[String]) -> Result<(), KvError>;
 }
 
+/// A bucket seen through a key prefix: every key the logic names is `prefix` + key. A signed-in
+/// user's list is the public list's layout under `user/<name>/`, so the todo logic needs no
+/// notion of users, and no key it can name reaches outside the prefix.
+pub struct PrefixedKv<'a> {
+    inner: &'a dyn Kv,
+    prefix: String,
+}
+
+impl<'a> PrefixedKv<'a> {
+    /// `inner` with every key under `prefix`.
+    pub fn new(inner: &'a dyn Kv, prefix: String) -> Self {
+        Self { inner, prefix }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn keys(&self, keys: &[String]) -> Vec<String> {
+        keys.iter().map(|key| self.key(key)).collect()
+    }
+}
+
+impl Kv for PrefixedKv<'_> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.get(&self.key(key))
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.inner.set(&self.key(key), value)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.inner.delete(&self.key(key))
+    }
+
+    fn increment(&self, key: &str, delta: u64) -> Result<u64, KvError> {
+        self.inner.increment(&self.key(key), delta)
+    }
+
+    fn list_keys(&self, cursor: Option<&str>) -> Result<KeyPage, KvError> {
+        // The whole bucket's pages, filtered: a page may come back empty with a cursor.
+        let page = self.inner.list_keys(cursor)?;
+        Ok(KeyPage {
+            keys: page
+                .keys
+                .into_iter()
+                .filter_map(|key| key.strip_prefix(&self.prefix).map(str::to_string))
+                .collect(),
+            cursor: page.cursor,
+        })
+    }
+
+    fn get_many(&self, keys: &[String]) -> Result<Values, KvError> {
+        let values = self.inner.get_many(&self.keys(keys))?;
+        Ok(values
+            .into_iter()
+            .zip(keys)
+            .map(|(value, key)| value.map(|(_, value)| (key.clone(), value)))
+            .collect())
+    }
+
+    fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        let entries: Vec<(String, Vec<u8>)> = entries
+            .iter()
+            .map(|(key, value)| (self.key(key), value.clone()))
+            .collect();
+        self.inner.set_many(&entries)
+    }
+
+    fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
+        self.inner.delete_many(&self.keys(keys))
+    }
+}
+
 /// An in-memory bucket: for tests, and for native callers of the logic.
 ///
 /// Pages are deliberately small so that code using it follows cursors for real, and a batch call
@@ -203,6 +278,39 @@ mod tests {
         assert!(kv.delete_many(&keys).is_err());
         assert_eq!(kv.get_many(&keys[..bound])?.len(), bound);
         kv.delete_many(&keys[..bound])?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_prefixed_bucket_reads_and_writes_only_under_its_prefix() -> Result<(), KvError> {
+        let kv = MemoryKv::new();
+        kv.set("todo/1", b"public")?;
+        let ann = PrefixedKv::new(&kv, "user/ann/".to_string());
+        assert_eq!(ann.get("todo/1")?, None);
+        ann.set("todo/1", b"ann's")?;
+        assert_eq!(ann.increment("meta/next-id", 1)?, 1);
+        ann.set_many(&[("todo/2".to_string(), b"two".to_vec())])?;
+        let values = ann.get_many(&["todo/1".to_string(), "todo/9".to_string()])?;
+        assert_eq!(
+            values,
+            vec![Some(("todo/1".to_string(), b"ann's".to_vec())), None]
+        );
+        assert_eq!(kv.get("todo/1")?, Some(b"public".to_vec()));
+        assert_eq!(kv.get("user/ann/todo/1")?, Some(b"ann's".to_vec()));
+        let mut listed = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = ann.list_keys(cursor.as_deref())?;
+            listed.extend(page.keys);
+            match page.cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(listed, ["meta/next-id", "todo/1", "todo/2"]);
+        ann.delete_many(&["todo/1".to_string(), "todo/2".to_string()])?;
+        ann.delete("meta/next-id")?;
+        assert_eq!(kv.len(), 1);
         Ok(())
     }
 

@@ -12,6 +12,15 @@
 //!   (`index.rs`): per range of ids, a fence counter and a summary of how many todos (and
 //!   completed ones) it holds.
 //!
+//! * accounts (`accounts.rs`, `session.rs`), only when the operator turns them on:
+//!   `account/<name>` ([`account_key`]) → the account, its password hash included;
+//!   `account-claim/<name>` ([`name_claim_key`]) → a counter, the first to make it 1 owns the name;
+//!   `session/<sha256 of token>` ([`session_key`]) → the session's user and expiry (never the
+//!   token); `limit/...` ([`login_attempts_key`], [`login_passes_key`], [`signups_key`]) → the
+//!   counters of the abuse limits, one per window;
+//!   `user/<name>/` ([`user_prefix`]) → that user's own list: every key above it again, under the
+//!   prefix. The public list keeps the keys it always had, so an existing store needs no migration.
+//!
 //! The todo's JSON lives here, below the index, because the index reads todos to count them;
 //! what a summary holds is the index's own business.
 
@@ -39,6 +48,42 @@ pub fn fence_key(level: u8, n: u64) -> String {
 /// The key of the summary of index node `n` of `level`.
 pub fn summary_key(level: u8, n: u64) -> String {
     format!("index/{level}/{n}")
+}
+
+/// The prefix of every key of user `name`'s own list. Names hold no `/` (`accounts.rs` checks),
+/// so no user's keys can reach the public list's or another user's.
+pub fn user_prefix(name: &str) -> String {
+    format!("user/{name}/")
+}
+
+/// The key of account `name`.
+pub fn account_key(name: &str) -> String {
+    format!("account/{name}")
+}
+
+/// The counter whose first increment claims user name `name`.
+pub fn name_claim_key(name: &str) -> String {
+    format!("account-claim/{name}")
+}
+
+/// The key of the session whose token hashes to `digest_hex`.
+pub fn session_key(digest_hex: &str) -> String {
+    format!("session/{digest_hex}")
+}
+
+/// The counter of sign-in attempts for `name` in window `window`.
+pub fn login_attempts_key(name: &str, window: u64) -> String {
+    format!("limit/login/{name}/{window}")
+}
+
+/// The counter of successful sign-ins for `name` in window `window`.
+pub fn login_passes_key(name: &str, window: u64) -> String {
+    format!("limit/login-ok/{name}/{window}")
+}
+
+/// The counter of sign-ups in minute `minute` (since the epoch).
+pub fn signups_key(minute: u64) -> String {
+    format!("limit/signup/{minute}")
 }
 
 /// A todo as the bucket holds it. Both APIs are views of it.
@@ -80,6 +125,8 @@ mod tests {
         assert_eq!(NEXT_ID_KEY, "meta/next-id");
         assert_eq!(fence_key(3, 0), "fence/3/0");
         assert_eq!(summary_key(1, 17), "index/1/17");
+        assert_eq!(user_prefix("ann"), "user/ann/");
+        assert_eq!(account_key("ann"), "account/ann");
     }
 
     #[test]

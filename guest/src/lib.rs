@@ -28,14 +28,23 @@
 //! * [`page`]: the embedded web page.
 //! * [`public`]: static files from a read-only `/public` folder: the logic of the files
 //!   component (`guest/files/`), which serves `todo-host --public`; the todo component mounts none.
+//! * [`accounts`]: the modes (off, optional, required, from the host's configuration), who a
+//!   request is, and the sign-up, sign-in and sign-out routes; [`session`] the tokens and
+//!   cookies, [`password`] Argon2id, [`encoding`] hex and base64url.
+//! * [`context`]: what a request may ask of its host: store, time, configuration, randomness.
 //! * [`time`]: RFC 3339 formatting of wall-clock time.
 //! * [`trips`]: the most round trips to the store each route makes, which the tests hold it to.
 //!
 //! The storage layers stack one way, each importing only from those below it: [`kv`], then
 //! [`layout`], [`index`], [`records`], and on top [`todos`] and [`legacy`]; [`error`] imports
-//! nothing of them but [`kv::KvError`], so every layer may use it.
+//! nothing of them but [`kv::KvError`], so every layer may use it. [`accounts`] and [`session`]
+//! sit beside [`records`], on [`kv`] and [`layout`]; the router above them all gives a signed-in
+//! caller the todo layers on a [`kv::PrefixedKv`].
 
+pub mod accounts;
 pub mod body;
+pub mod context;
+pub mod encoding;
 pub mod error;
 pub mod http;
 pub mod index;
@@ -43,11 +52,13 @@ pub mod kv;
 pub mod layout;
 pub mod legacy;
 pub mod page;
+pub mod password;
 pub mod percent;
 pub mod public;
 pub mod records;
 pub mod retry;
 pub mod router;
+pub mod session;
 pub mod time;
 pub mod todos;
 pub mod trips;
@@ -64,5 +75,6 @@ mod arena;
 #[global_allocator]
 static ALLOCATOR: arena::Arena = arena::Arena::new();
 
+pub use context::Context;
 pub use http::{Request, Response};
-pub use router::{handle, handle_with_files};
+pub use router::{handle, handle_in, handle_with_files};

@@ -33,10 +33,14 @@
 //! `/openapi.json` is the API's contract ([`OPENAPI_JSON`]), one of [`API_ROUTES`]: a file of
 //! that name in the public folder cannot shadow it.
 
+use crate::accounts::{self, Caller, Mode};
+use crate::context::Context;
 use crate::error::ApiError;
 use crate::http::{Request, Response};
-use crate::kv::Kv;
+use crate::kv::{Kv, PrefixedKv};
+use crate::layout::user_prefix;
 use crate::public::{self, NoFiles, PublicFiles};
+use crate::session;
 use crate::time::Timestamp;
 use crate::{legacy, page, todos};
 
@@ -67,16 +71,40 @@ pub fn is_api_path(path: &str) -> bool {
         })
 }
 
-/// The todo component: answers one request, the API's or, on any other path, the page. Never
-/// fails: every error becomes its JSON response.
+/// Request headers a cross-origin caller may send, as the preflight answer lists them.
+const ALLOW_HEADERS: &str = "Content-Type";
+/// The same with accounts on: API clients send `Authorization: Bearer` (never cookies: CORS
+/// never allows credentials, so another site's page cannot act as a signed-in user).
+const ALLOW_HEADERS_WITH_ACCOUNTS: &str = "Content-Type, Authorization";
+
+/// The todo component with accounts off: answers one request, the API's or, on any other path,
+/// the page. Never fails: every error becomes its JSON response.
 pub fn handle(request: &Request, kv: &dyn Kv, now: Timestamp) -> Response {
-    respond(request, |request| route(request, kv, now))
+    respond(request, ALLOW_HEADERS, |request| route(request, kv, now))
+}
+
+/// The todo component as its host runs it: accounts as `ctx.config` sets them
+/// (`accounts.rs`); with them off, exactly [`handle`].
+pub fn handle_in(request: &Request, ctx: &Context) -> Response {
+    // Only the API's paths depend on the mode: the page and its files need no configuration.
+    if !is_api_path(&request.path) {
+        return handle(request, ctx.kv, ctx.now);
+    }
+    match Mode::from_config(ctx.config) {
+        Ok(Mode::Off) => handle(request, ctx.kv, ctx.now),
+        Ok(mode) => respond(request, ALLOW_HEADERS_WITH_ACCOUNTS, |request| {
+            route_with_accounts(request, ctx, mode)
+        }),
+        Err(err) => respond(request, ALLOW_HEADERS, |_| Err(err)),
+    }
 }
 
 /// The files component: answers a request for a path that is not the API's from `files`, by
 /// the single-page-app fallback of the module doc.
 pub fn handle_files(request: &Request, files: &dyn PublicFiles) -> Response {
-    respond(request, |request| page_or_file(request, files))
+    respond(request, ALLOW_HEADERS, |request| {
+        page_or_file(request, files)
+    })
 }
 
 /// The whole app in one call: an API path as the todo component answers it, any other as the
@@ -98,11 +126,12 @@ pub fn handle_with_files(
 /// errors their JSON responses, and CORS allowed.
 fn respond(
     request: &Request,
+    allow_headers: &'static str,
     answer: impl FnOnce(&Request) -> Result<Response, ApiError>,
 ) -> Response {
     let head = request.method == "HEAD";
     let response = if request.method == "OPTIONS" {
-        preflight()
+        preflight(allow_headers)
     } else if head {
         let as_get = Request {
             method: "GET".to_string(),
@@ -121,21 +150,72 @@ fn respond(
     response
 }
 
-fn preflight() -> Response {
+fn preflight(allow_headers: &'static str) -> Response {
     Response::empty(204)
         .with_header("access-control-allow-methods", CORS_METHODS)
-        .with_header("access-control-allow-headers", "Content-Type")
+        .with_header("access-control-allow-headers", allow_headers)
         .with_header("access-control-max-age", "86400")
 }
 
-fn route(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, ApiError> {
-    let path = request.path.as_str();
-    // One trailing slash is forgiven (`/todos/`); anything else must match exactly.
+/// The segments of `path`. One trailing slash is forgiven (`/todos/`); anything else must match
+/// exactly.
+fn segments(path: &str) -> Vec<&str> {
     let trimmed = path
         .strip_suffix('/')
         .filter(|p| !p.is_empty())
         .unwrap_or(path);
-    let segments: Vec<&str> = trimmed.trim_start_matches('/').split('/').collect();
+    trimmed.trim_start_matches('/').split('/').collect()
+}
+
+/// An API path with accounts on: the account routes, then the caller's own list (or the
+/// public one, for an anonymous caller where the mode allows).
+fn route_with_accounts(request: &Request, ctx: &Context, mode: Mode) -> Result<Response, ApiError> {
+    let segments = segments(&request.path);
+    if let Some(answer) = accounts::route(request, &segments, ctx, mode) {
+        return answer;
+    }
+    if segments == ["openapi.json"] {
+        return route(request, ctx.kv, ctx.now);
+    }
+    let caller = match accounts::caller(request, ctx) {
+        Ok(caller) => caller,
+        Err(err) => {
+            let mut response = err.into_response();
+            if response.status == 401 && request.authorization.is_none() {
+                // The browser's cookie is bad or stale: drop it, so the page is anonymous next.
+                response = response.with_header("set-cookie", session::expire_cookie(request));
+            }
+            return Ok(response);
+        }
+    };
+    accounts::check_same_site(request, &caller)?;
+    let name = match caller {
+        Caller::User { name, .. } => name,
+        Caller::Anonymous if mode == Mode::Required => {
+            return Err(ApiError::Unauthorized(format!(
+                "{} needs a signed-in user: sign in with POST /api/login/account or send a \
+                 bearer token from POST /api/tokens",
+                request.path
+            )));
+        }
+        Caller::Anonymous => return route(request, ctx.kv, ctx.now),
+    };
+    let answer = if segments == ["api", "currentUser"] && request.method == "GET" {
+        Ok(accounts::current_user(&name))
+    } else {
+        let own = PrefixedKv::new(ctx.kv, user_prefix(&name));
+        route(request, &own, ctx.now)
+    };
+    // One user's answer must never be served to another from a cache.
+    Ok(answer
+        .unwrap_or_else(ApiError::into_response)
+        .with_header("cache-control", "no-store")
+        .with_header("vary", "Cookie, Authorization"))
+}
+
+fn route(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, ApiError> {
+    let path = request.path.as_str();
+    let segments = segments(path);
     match segments.as_slice() {
         ["todos"] => todos::collection(request, kv, now),
         ["todos", id] => todos::item(request, id, kv, now),

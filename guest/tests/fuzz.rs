@@ -92,6 +92,10 @@ fn request() -> impl Strategy<Value = Request> {
             authority: "localhost:3001".to_string(),
             content_type,
             if_none_match: None,
+            cookie: None,
+            authorization: None,
+            origin: None,
+            fetch_site: None,
             body,
         },
     )

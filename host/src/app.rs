@@ -45,6 +45,8 @@ pub struct AppComponent {
     pub key_value: KvGrant,
     /// A host directory mounted read-only, and where the guest sees it.
     pub files: Option<(PathBuf, String)>,
+    /// What it reads through `wasi:config/store`: `--config`, or its rendered manifest variables.
+    pub config: BTreeMap<String, String>,
 }
 
 /// Which buckets a component may open.
@@ -95,29 +97,34 @@ impl App {
                         }
                     );
                 }
-                Ok(Self::from_manifest(loaded))
+                Self::from_manifest(loaded, &config.variables)
             }
         }
     }
 
     /// The app of a manifest: each component on its triggers' routes, reaching only the store
-    /// labels it names.
-    fn from_manifest(loaded: LoadedManifest) -> Self {
-        Self {
-            name: Some(loaded.name),
-            components: loaded
-                .components
-                .into_iter()
-                .map(|component| AppComponent {
-                    id: component.id,
-                    source: ComponentSource::File(component.source),
-                    routes: component.routes,
-                    key_value: KvGrant::Labels(component.key_value_stores),
-                    files: component.files,
-                })
-                .collect(),
-            backends: loaded.stores,
+    /// labels it names, configured by its variables rendered with `variables` (`--config`).
+    fn from_manifest(
+        loaded: LoadedManifest,
+        variables: &BTreeMap<String, String>,
+    ) -> anyhow::Result<Self> {
+        let mut components = Vec::new();
+        for component in loaded.components {
+            let config = manifest::render_variables(&component, &loaded.variables, variables)?;
+            components.push(AppComponent {
+                id: component.id,
+                source: ComponentSource::File(component.source),
+                routes: component.routes,
+                key_value: KvGrant::Labels(component.key_value_stores),
+                files: component.files,
+                config,
+            });
         }
+        Ok(Self {
+            name: Some(loaded.name),
+            components,
+            backends: loaded.stores,
+        })
     }
 
     /// The command line's app: one component on every path, `--store` under the label
@@ -149,6 +156,7 @@ impl App {
             routes: vec![Route::Prefix(String::new())],
             key_value: KvGrant::AnyBucketIn(DEFAULT_STORE_LABEL.to_string()),
             files: None,
+            config: config.variables.clone(),
         }];
         if let Some(files) = files {
             components[0].routes = todo_guest::router::API_ROUTES
@@ -161,6 +169,7 @@ impl App {
                 routes: vec![Route::Prefix(String::new())],
                 key_value: KvGrant::Labels(Vec::new()),
                 files: Some(files),
+                config: BTreeMap::new(),
             });
         }
         Ok(Self {

@@ -1,5 +1,6 @@
 //! The command line, and the plain [`Config`] it becomes. Tests build a `Config` directly.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,6 +52,14 @@ pub struct Cli {
     /// extension (a client-side route) gets DIR/index.html, or the todo page when DIR has none.
     #[arg(long, global = true, env = "TODO_HOST_PUBLIC", value_name = "DIR")]
     pub public: Option<PathBuf>,
+
+    /// A configuration value the todo component reads through `wasi:config/store`; repeat for
+    /// more. `accounts=off|optional|required` turns accounts on (default off);
+    /// `session_ttl=SECONDS` and `signups_per_minute=N` tune them. With `up`, sets the
+    /// manifest's `[variables]` (overriding their defaults).
+    #[arg(long = "config", global = true, env = "TODO_HOST_CONFIG", value_name = "KEY=VALUE",
+          value_delimiter = ',', value_parser = parse_config_pair)]
+    pub config: Vec<(String, String)>,
 
     /// Where compiled components are cached, keyed by engine settings and component bytes, so a
     /// restart loads instead of compiling [default: $XDG_CACHE_HOME/todo-host or
@@ -191,6 +200,16 @@ fn parse_connections(text: &str) -> Result<usize, String> {
 }
 
 /// A base URL: `http` or `https`, an authority, no path, query or user info.
+/// `KEY=VALUE` of `--config`. Keys are as Spin names variables (a lower-case letter, then
+/// lower-case letters, digits and `_`), so one name works in a manifest, here and on Spin.
+fn parse_config_pair(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not KEY=VALUE"))?;
+    crate::manifest::check_variable_name(key)?;
+    Ok((key.to_string(), value.to_string()))
+}
+
 fn parse_public_url(text: &str) -> Result<http::uri::Uri, String> {
     let uri: http::uri::Uri = text
         .trim_end_matches('/')
@@ -256,6 +275,8 @@ pub struct Config {
     pub store_options: OpenOptions,
     pub component: Option<PathBuf>,
     pub public: Option<PathBuf>,
+    /// `--config` values: the single component's configuration, or a manifest's variables.
+    pub variables: BTreeMap<String, String>,
     /// `None`: no artifact cache.
     pub cache_dir: Option<PathBuf>,
     pub reuse_port: bool,
@@ -286,6 +307,7 @@ impl From<Cli> for Config {
             },
             component: cli.component,
             public: cli.public,
+            variables: cli.config.into_iter().collect(),
             cache_dir: match (cli.no_cache, cli.cache_dir) {
                 (true, _) => None,
                 (false, Some(dir)) => Some(dir),
@@ -344,6 +366,7 @@ impl Default for Config {
             store_options: OpenOptions::default(),
             component: None,
             public: None,
+            variables: BTreeMap::new(),
             cache_dir: None,
             reuse_port: false,
             limits: Limits::default(),

@@ -23,6 +23,7 @@ use crate::kv::KvBackend;
 use crate::limits::Limits;
 use crate::routes::{Route, RouteTable};
 use crate::state::RequestState;
+use crate::wasi_config::{self, ConfigValues};
 use crate::wasi_keyvalue::{self, KvAccess};
 
 /// The one engine and linker of a runtime, and where compiled components are cached: what every
@@ -37,7 +38,7 @@ pub(crate) struct Loader {
 
 impl Loader {
     /// An engine for `limits` (`tuned_pool`: see [`engine::new`]), its epoch ticker, and a linker
-    /// with WASI p2, `wasi:http` and our `wasi:keyvalue`.
+    /// with WASI p2, `wasi:http`, our `wasi:keyvalue` and `wasi:config`.
     pub fn start(
         limits: &Limits,
         tuned_pool: bool,
@@ -48,6 +49,7 @@ impl Loader {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         wasi_keyvalue::add_to_linker(&mut linker, RequestState::kv)?;
+        wasi_config::add_to_linker(&mut linker, RequestState::config)?;
         let ticker = Arc::new(EpochTicker::start(&engine)?);
         Ok(Self {
             engine,
@@ -94,6 +96,7 @@ impl Loader {
                 &first_route,
                 kv_access,
                 component.files.clone(),
+                Arc::new(component.config.clone()),
             )?;
             components.push((Arc::new(loaded), component.routes.clone()));
         }
@@ -108,6 +111,7 @@ impl Loader {
         first_route: &Route,
         kv_access: KvAccess,
         mount: Option<(PathBuf, String)>,
+        config: ConfigValues,
     ) -> anyhow::Result<LoadedComponent> {
         let describe = || match source {
             ComponentSource::File(path) | ComponentSource::Precompiled(path) => {
@@ -139,6 +143,7 @@ impl Loader {
             pre,
             kv_access: Arc::new(kv_access),
             mount,
+            config,
             ticker: self.ticker.clone(),
         })
     }
@@ -182,6 +187,8 @@ pub struct LoadedComponent {
     pub(crate) pre: ProxyPre<RequestState>,
     kv_access: Arc<KvAccess>,
     pub(crate) mount: Option<(PathBuf, String)>,
+    /// What it reads through `wasi:config/store`.
+    config: ConfigValues,
     ticker: Arc<EpochTicker>,
 }
 
@@ -199,7 +206,13 @@ impl LoadedComponent {
             .mount
             .as_ref()
             .map(|(dir, guest)| (dir.as_path(), guest.as_str()));
-        let state = RequestState::new(self.kv_access.clone(), limits, mount, kv_calls)?;
+        let state = RequestState::new(
+            self.kv_access.clone(),
+            self.config.clone(),
+            limits,
+            mount,
+            kv_calls,
+        )?;
         let mut store = Store::new(self.pre.engine(), state);
         // The epoch advances while this store lives: its deadline and yields count ticks.
         store.data_mut().keep_ticking(self.ticker.ticking());

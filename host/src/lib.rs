@@ -42,6 +42,7 @@
 //! * [`kv`]: the [`kv::KvBackend`] seam and one file per backend (memory, SQLite, Redis; NATS,
 //!   the largest, a folder), each registered once in [`kv::BACKENDS`];
 //! * [`wasi_keyvalue`]: the WIT face of the store, `wasi:keyvalue` in both drafts, on a backend.
+//! * [`wasi_config`]: `wasi:config/store` in both versions: each component's configuration.
 //!
 //! Words: a *backend* is where key-value data lives (`--store` names one); a *store label* is
 //! the name a component opens (`default`); a *bucket* is an open label or name; a wasmtime
@@ -110,6 +111,7 @@ pub mod routes;
 pub mod runtime;
 pub mod server;
 pub mod state;
+pub mod wasi_config;
 pub mod wasi_keyvalue;
 
 pub use app::App;

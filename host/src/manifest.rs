@@ -65,6 +65,24 @@ pub struct LoadedManifest {
     pub stores: BTreeMap<String, BackendConfig>,
     /// Each component's `[component.NAME.build]`, in the manifest's order.
     pub builds: Vec<BuildStep>,
+    /// `[variables]`: the application's variables, which components' variables are made of.
+    pub variables: BTreeMap<String, Variable>,
+}
+
+/// One application variable of `[variables]`, as Spin declares it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variable {
+    /// Its value when the operator gives none.
+    #[serde(default)]
+    pub default: Option<String>,
+    /// Whether the operator must give a value (`--config NAME=VALUE`).
+    #[serde(default)]
+    pub required: bool,
+    /// Spin keeps a secret out of its logs; nothing here logs a value.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub secret: bool,
 }
 
 /// One `[component.NAME]`, with the routes its triggers give it.
@@ -79,6 +97,9 @@ pub struct ManifestComponent {
     pub key_value_stores: Vec<String>,
     /// A host directory mounted read-only, and where the guest sees it.
     pub files: Option<(PathBuf, String)>,
+    /// `[component.NAME.variables]`: key → template (`"{{ accounts }}"`), what the component
+    /// reads through `wasi:config/store` once rendered ([`render_variables`]).
+    pub variables: BTreeMap<String, String>,
 }
 
 /// A component's build command, as `spin build` runs it.
@@ -102,8 +123,7 @@ struct Manifest {
     #[serde(default)]
     component: BTreeMap<String, ComponentSpec>,
     #[serde(default)]
-    #[allow(dead_code)]
-    variables: toml::Table,
+    variables: BTreeMap<String, Variable>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +153,8 @@ struct ComponentSpec {
     key_value_stores: Vec<String>,
     #[serde(default)]
     files: Vec<FileMount>,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,9 +240,28 @@ pub fn load(manifest: &Path, runtime_config: Option<&Path>) -> anyhow::Result<Lo
             .or_default()
             .push(Route::parse(&trigger.route)?);
     }
+    for name in parsed.variables.keys() {
+        check_variable_name(name).map_err(|err| {
+            anyhow::anyhow!("manifest {}: [variables]: {err}", manifest.display())
+        })?;
+    }
     let mut components = Vec::new();
     let mut builds = Vec::new();
     for (id, spec) in parsed.component {
+        for (key, template) in &spec.variables {
+            check_variable_name(key)
+                .and_then(|()| {
+                    template_names(template)?.into_iter().try_for_each(|name| {
+                        match parsed.variables.contains_key(name) {
+                            true => Ok(()),
+                            false => Err(format!(
+                                "it uses variable '{name}', which [variables] does not declare"
+                            )),
+                        }
+                    })
+                })
+                .map_err(|err| anyhow::anyhow!("component '{id}', variable '{key}': {err}"))?;
+        }
         for label in &spec.key_value_stores {
             if !stores.contains_key(label) {
                 if label == "default" {
@@ -260,6 +301,7 @@ pub fn load(manifest: &Path, runtime_config: Option<&Path>) -> anyhow::Result<Lo
             key_value_stores: spec.key_value_stores,
             id,
             files,
+            variables: spec.variables,
         });
     }
     if components.iter().all(|c| c.routes.is_empty()) {
@@ -273,7 +315,85 @@ pub fn load(manifest: &Path, runtime_config: Option<&Path>) -> anyhow::Result<Lo
         components,
         stores,
         builds,
+        variables: parsed.variables,
     })
+}
+
+/// Checks a variable or configuration key as Spin does: a lower-case letter, then lower-case
+/// letters, digits and single `_`s.
+pub fn check_variable_name(name: &str) -> Result<(), String> {
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.contains("__")
+        && !name.ends_with('_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' is not a variable name: a lower-case letter, then lower-case letters, digits and single '_'"
+        ))
+    }
+}
+
+/// The variable names `{{ name }}` in `template`, in order.
+fn template_names(template: &str) -> Result<Vec<&str>, String> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("'{template}' opens '{{{{' and never closes it"))?;
+        let name = after[..end].trim();
+        check_variable_name(name)?;
+        names.push(name);
+        rest = &after[end + 2..];
+    }
+    Ok(names)
+}
+
+/// The configuration `component` sees: each of its variables' templates with every
+/// `{{ name }}` replaced by the application variable's value, `--config` (`given`) first, then
+/// its default. A required variable without a value, or one used with no value at all, is an
+/// error naming it.
+pub fn render_variables(
+    component: &ManifestComponent,
+    declared: &BTreeMap<String, Variable>,
+    given: &BTreeMap<String, String>,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    for (name, variable) in declared {
+        if variable.required && !given.contains_key(name) {
+            bail!("variable '{name}' is required: give it with --config {name}=VALUE");
+        }
+    }
+    let mut rendered = BTreeMap::new();
+    for (key, template) in &component.variables {
+        let mut value = String::new();
+        let mut rest = template.as_str();
+        while let Some(start) = rest.find("{{") {
+            value.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after.find("}}").unwrap_or(after.len());
+            let name = after[..end].trim();
+            let given = given
+                .get(name)
+                .or_else(|| declared.get(name).and_then(|v| v.default.as_ref()));
+            let Some(given) = given else {
+                bail!(
+                    "component '{}', variable '{key}': variable '{name}' has no value and no default; \
+                     give it with --config {name}=VALUE",
+                    component.id
+                );
+            };
+            value.push_str(given);
+            rest = after.get(end + 2..).unwrap_or_default();
+        }
+        value.push_str(rest);
+        rendered.insert(key.clone(), value);
+    }
+    Ok(rendered)
 }
 
 fn runtime_config_name(path: Option<&Path>) -> String {

@@ -23,7 +23,7 @@
 //!    every failure becomes a JSON answer ([`crate::refusal`]);
 //! 6. the store is dropped: the instance, its memory and its resources are gone.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -157,6 +157,7 @@ pub struct RuntimeBuilder {
     kv_access: Option<KvAccess>,
     limits: Limits,
     mount: Option<(PathBuf, String)>,
+    config: BTreeMap<String, String>,
     cache_dir: Option<PathBuf>,
     tuned_pool: bool,
 }
@@ -168,6 +169,7 @@ impl Default for RuntimeBuilder {
             kv_access: None,
             limits: Limits::default(),
             mount: None,
+            config: BTreeMap::new(),
             cache_dir: None,
             tuned_pool: true,
         }
@@ -215,6 +217,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Sets configuration `key` of the component (`wasi:config/store`), as `--config` does.
+    pub fn config(mut self, key: &str, value: &str) -> Self {
+        self.config.insert(key.to_string(), value.to_string());
+        self
+    }
+
     /// Caches the compiled component in `dir`, keyed by the engine's settings and the
     /// component's bytes: the next start with the same component loads it instead of compiling.
     pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
@@ -250,6 +258,7 @@ impl RuntimeBuilder {
             &every_path,
             kv_access,
             self.mount,
+            Arc::new(self.config),
         )?;
         let deployment = Deployment::new(vec![(Arc::new(component), vec![every_path])]);
         Ok(Runtime::new(loader, deployment, self.limits))

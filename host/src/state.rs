@@ -12,6 +12,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpVi
 
 use crate::engine::Ticking;
 use crate::limits::Limits;
+use crate::wasi_config::{ConfigValues, ConfigView};
 use crate::wasi_keyvalue::{KvAccess, KvBudget, KvView};
 
 /// Resource handles (requests, streams, fields, buckets...) one instance may hold at once. The
@@ -27,6 +28,7 @@ pub struct RequestState {
     hooks: NoOutgoingHttp,
     kv_access: Arc<KvAccess>,
     kv_budget: KvBudget,
+    config: ConfigValues,
     memory: MemoryLimit,
     /// Keeps the engine's epoch ticker running while this request's instance lives.
     _ticking: Option<Ticking>,
@@ -38,6 +40,7 @@ impl RequestState {
     /// `kv_calls`, for the access log.
     pub fn new(
         kv_access: Arc<KvAccess>,
+        config: ConfigValues,
         limits: &Limits,
         mount: Option<(&Path, &str)>,
         kv_calls: Arc<std::sync::atomic::AtomicU32>,
@@ -60,6 +63,7 @@ impl RequestState {
             hooks: NoOutgoingHttp,
             kv_access,
             kv_budget: KvBudget::new(limits.kv, kv_calls),
+            config,
             memory: MemoryLimit {
                 max: limits.max_memory,
                 hit: false,
@@ -81,6 +85,11 @@ impl RequestState {
     /// The memory limit, if it refused the instance a grow: the cause of whatever trap followed.
     pub fn memory_limit_hit(&self) -> Option<usize> {
         self.memory.hit.then_some(self.memory.max)
+    }
+
+    /// The view the `wasi:config` host implementation reads.
+    pub fn config(&mut self) -> ConfigView<'_> {
+        ConfigView(&self.config)
     }
 
     /// The view the `wasi:keyvalue` host implementation works on.

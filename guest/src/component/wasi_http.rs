@@ -52,29 +52,41 @@ fn read_request(request: &IncomingRequest) -> Result<Request, ApiError> {
         Some(Scheme::Other(other)) => other,
         Some(Scheme::Http) | None => "http".to_string(),
     };
-    let headers = request.headers();
-    if let Some(authority) = request
-        .authority()
-        .filter(|a| !a.is_empty())
-        .or_else(|| header(&headers, "host"))
-    {
+    // Every header in one host call: a call per name would cost more than the few bytes copied.
+    let mut host = None;
+    for (name, value) in request.headers().entries() {
+        let Ok(value) = String::from_utf8(value) else {
+            continue;
+        };
+        let slot = match name.to_ascii_lowercase().as_str() {
+            "host" => &mut host,
+            "content-type" => &mut parsed.content_type,
+            "if-none-match" => &mut parsed.if_none_match,
+            "authorization" => &mut parsed.authorization,
+            "origin" => &mut parsed.origin,
+            "sec-fetch-site" => &mut parsed.fetch_site,
+            "cookie" => {
+                // HTTP/2 may split cookies over several fields; they are one list (RFC 9113).
+                parsed.cookie = Some(match parsed.cookie.take() {
+                    Some(earlier) => format!("{earlier}; {value}"),
+                    None => value,
+                });
+                continue;
+            }
+            _ => continue,
+        };
+        // The first of a repeated field counts, as `Fields::get(..).first()` gave before.
+        slot.get_or_insert(value);
+    }
+    if let Some(authority) = request.authority().filter(|a| !a.is_empty()).or(host) {
         parsed.authority = authority;
     }
-    parsed.content_type = header(&headers, "content-type");
-    parsed.if_none_match = header(&headers, "if-none-match");
     // Reading a body, even an empty one, costs several host calls and a wait for its end; the
     // methods that carry none skip it.
     if !matches!(parsed.method.as_str(), "GET" | "HEAD" | "OPTIONS") {
         parsed.body = read_body(request)?;
     }
     Ok(parsed)
-}
-
-fn header(headers: &Fields, name: &str) -> Option<String> {
-    let values = headers.get(name);
-    values
-        .first()
-        .and_then(|value| String::from_utf8(value.clone()).ok())
 }
 
 /// The whole body. Its size is the host's to bound (`--max-body`): the host answers 413 before
