@@ -28,6 +28,7 @@ const HASH_LEN: usize = 32;
 
 /// A password as an account keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PasswordHash {
     /// Always `argon2id`.
     pub algorithm: String,
