@@ -438,3 +438,89 @@ fn max_concurrency_is_one_limit_for_the_whole_host_not_one_per_component() -> an
     );
     Ok(())
 }
+
+/// A manifest of the draft2 todo component alone, with `variables` as its `[variables]` table
+/// and `component_variables` as its `[component.todo.variables]`.
+fn manifest_with_variables(
+    dir: &Path,
+    variables: &str,
+    component_variables: &str,
+) -> anyhow::Result<String> {
+    let wasm = support::todo_component_draft2()?;
+    let text = format!(
+        "spin_manifest_version = 2\n[application]\nname = \"vars\"\n\
+         [variables]\n{variables}\n\
+         [[trigger.http]]\nroute = \"/...\"\ncomponent = \"todo\"\n\
+         [component.todo]\nsource = \"{}\"\nkey_value_stores = [\"default\"]\n\
+         [component.todo.variables]\n{component_variables}\n",
+        wasm.display()
+    );
+    write(dir, "spin.toml", &text)
+}
+
+#[test]
+fn manifest_variables_reach_the_component_and_config_overrides_their_defaults() -> anyhow::Result<()>
+{
+    let dir = temp_dir()?;
+    let manifest = manifest_with_variables(
+        dir.path(),
+        "mode = { default = \"off\" }",
+        "accounts = \"{{ mode }}\"",
+    )?;
+    let runtime = write(
+        dir.path(),
+        "runtime-config.toml",
+        &format!(
+            "[key_value_store.default]\ntype = \"spin\"\npath = \"{}\"\n",
+            dir.path().join("b.db").display()
+        ),
+    )?;
+    // The default: accounts off, so the account routes are not there.
+    let off = up(&manifest, Some(&runtime))?;
+    assert_eq!(off.call("GET", "/api/session", None)?.0, 404);
+    drop(off);
+    // The operator's value wins over the default.
+    let host = Host::start(&[
+        "up",
+        "--manifest",
+        &manifest,
+        "--runtime-config-file",
+        &runtime,
+        "--config",
+        "mode=required",
+    ])?;
+    let (status, session) = host.call("GET", "/api/session", None)?;
+    assert_eq!(status, 200);
+    assert_eq!(session["mode"], "required");
+    assert_eq!(host.call("GET", "/todos", None)?.0, 401);
+    Ok(())
+}
+
+#[test]
+fn a_required_variable_without_a_value_or_an_undeclared_one_stops_the_start() -> anyhow::Result<()>
+{
+    let dir = temp_dir()?;
+    let required = manifest_with_variables(
+        dir.path(),
+        "mode = { required = true }",
+        "accounts = \"{{ mode }}\"",
+    )?;
+    let stderr = start_failure(&["up", "--manifest", &required])?;
+    assert!(
+        stderr.contains("'mode' is required") && stderr.contains("--config mode="),
+        "{stderr}"
+    );
+
+    let undeclared = manifest_with_variables(dir.path(), "", "accounts = \"{{ nowhere }}\"")?;
+    let stderr = start_failure(&["up", "--manifest", &undeclared])?;
+    assert!(stderr.contains("'nowhere'"), "{stderr}");
+
+    let stderr = start_failure(&["--config", "Accounts=on"])?;
+    assert!(
+        stderr.contains("'Accounts' is not a variable name"),
+        "{stderr}"
+    );
+    let stderr = start_failure(&["--config", "accounts"])?;
+    assert!(stderr.contains("KEY=VALUE"), "{stderr}");
+    Ok(())
+}
