@@ -1,6 +1,8 @@
 //! Every route and status code of both APIs, through the real `todo-host` binary over HTTP;
 //! once with the embedded todo component (`wasi:keyvalue@0.2.0-draft`), once with the same
-//! component built for `@0.2.0-draft2` (`--features draft2`, the draft Spin speaks). Some cases
+//! component built for `@0.2.0-draft2` (`--features draft2`, the draft Spin speaks), and once
+//! more with accounts `optional` and no credential: anonymous callers see the API as before
+//! accounts (`tests/accounts.rs` covers signed-in ones). Some cases
 //! run under changed host limits: the guest must work under any KV batch limit, and have no body
 //! cap of its own below the host's.
 
@@ -10,6 +12,12 @@ use support::{Host, api_cases};
 
 fn embedded(flags: &[&str]) -> anyhow::Result<Host> {
     let mut args = vec!["--store", "memory://"];
+    args.extend_from_slice(flags);
+    Host::start(&args)
+}
+
+fn optional(flags: &[&str]) -> anyhow::Result<Host> {
+    let mut args = vec!["--store", "memory://", "--config", "accounts=optional"];
     args.extend_from_slice(flags);
     Host::start(&args)
 }
@@ -34,6 +42,12 @@ macro_rules! cases {
             $(#[test]
             fn $case() -> anyhow::Result<()> {
                 super::api_cases::$case(&super::draft2(&[$($($flag),*)?])?)
+            })*
+        }
+        mod anonymous_with_accounts_optional {
+            $(#[test]
+            fn $case() -> anyhow::Result<()> {
+                super::api_cases::$case(&super::optional(&[$($($flag),*)?])?)
             })*
         }
     };
