@@ -104,9 +104,13 @@ impl Mode {
 pub enum Caller {
     /// No credential.
     Anonymous,
-    /// A signed-in user, and whether by cookie (the credential a browser sends by itself, which
-    /// cross-site checks guard).
-    User { name: String, by_cookie: bool },
+    /// A signed-in user, whether by cookie (the credential a browser sends by itself, which
+    /// cross-site checks guard), and when the session ends (seconds since the epoch).
+    User {
+        name: String,
+        by_cookie: bool,
+        expires: u64,
+    },
 }
 
 /// Who `request` is: anonymous, or the user of its valid session. A credential that is there but
@@ -117,8 +121,12 @@ pub fn caller(request: &Request, ctx: &Context) -> Result<Caller, ApiError> {
         Credential::Cookie(token) => (token, true),
         Credential::Bearer(token) => (token, false),
     };
-    let name = session::user_of(ctx.kv, &token, ctx.now.seconds)?;
-    Ok(Caller::User { name, by_cookie })
+    let session = session::open(ctx.kv, &token, ctx.now.seconds)?;
+    Ok(Caller::User {
+        name: session.user,
+        by_cookie,
+        expires: session.expires,
+    })
 }
 
 /// Refuses a state-changing request from another site that the browser sent with its cookie.
@@ -307,8 +315,10 @@ fn logout(request: &Request, ctx: &Context) -> Result<Response, ApiError> {
         .with_header("set-cookie", session::expire_cookie(request)))
 }
 
-/// `GET /api/session`: the mode and who is signed in, for the page. A bad credential reads as
-/// no one (and its cookie is expired), so the page can always offer to sign in.
+/// `GET /api/session`: the mode and who is signed in until when, for the page (which signs out
+/// at `expiresAt`: the browser drops the cookie then, and the page must not go on as if signed
+/// in). A bad credential reads as no one (and its cookie is expired), so the page can always
+/// offer to sign in.
 fn session_info(request: &Request, ctx: &Context, mode: Mode) -> Result<Response, ApiError> {
     if request.method != "GET" {
         return Err(ApiError::MethodNotAllowed {
@@ -318,10 +328,18 @@ fn session_info(request: &Request, ctx: &Context, mode: Mode) -> Result<Response
         });
     }
     let response = match caller(request, ctx) {
-        Ok(Caller::User { name, .. }) => Response::json(
-            200,
-            &json!({"mode": mode.name(), "user": {"userid": name, "name": name}}),
-        ),
+        Ok(Caller::User { name, expires, .. }) => {
+            let expires_at = crate::time::Timestamp {
+                seconds: expires,
+                nanoseconds: 0,
+            };
+            Response::json(
+                200,
+                &json!({"mode": mode.name(), "user": {
+                    "userid": name, "name": name, "expiresAt": expires_at.to_rfc3339(),
+                }}),
+            )
+        }
         Ok(Caller::Anonymous) => Response::json(200, &json!({"mode": mode.name(), "user": null})),
         Err(ApiError::Unauthorized(_)) => {
             Response::json(200, &json!({"mode": mode.name(), "user": null}))

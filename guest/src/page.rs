@@ -1,5 +1,6 @@
 //! The web page, embedded in the component: plain HTML, CSS and JS, no CDN, no build step.
-//! It talks to the `/todos` API only. The files component (`guest/files/`) embeds the same bytes,
+//! It talks to the `/todos` API and, when the operator turns accounts on (it asks
+//! `GET /api/session` first), to the account routes. The files component (`guest/files/`) embeds the same bytes,
 //! through this crate, for a public folder with no start page.
 
 use crate::http::Response;

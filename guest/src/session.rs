@@ -116,9 +116,9 @@ pub fn start(
     Ok(token)
 }
 
-/// The user whose session `token` names, if it exists and has not expired at `now` (seconds).
-/// An expired session's key is deleted on the way.
-pub fn user_of(kv: &dyn Kv, token: &str, now: u64) -> Result<String, ApiError> {
+/// The session `token` names, if it exists and has not expired at `now` (seconds). An expired
+/// session's key is deleted on the way.
+pub fn open(kv: &dyn Kv, token: &str, now: u64) -> Result<SessionRecord, ApiError> {
     let key = key_of(token);
     let unknown = || ApiError::Unauthorized("the session has ended or never was".to_string());
     let bytes = kv.get(&key)?.ok_or_else(unknown)?;
@@ -128,7 +128,7 @@ pub fn user_of(kv: &dyn Kv, token: &str, now: u64) -> Result<String, ApiError> {
         kv.delete(&key)?;
         return Err(unknown());
     }
-    Ok(record.user)
+    Ok(record)
 }
 
 /// Ends `token`'s session: from now on it signs no one in.
@@ -171,10 +171,10 @@ mod tests {
         for (key, value) in kv.snapshot() {
             assert!(!key.contains(&token) && !String::from_utf8_lossy(&value).contains(&token));
         }
-        assert_eq!(user_of(&kv, &token, 99)?, "ann");
+        assert_eq!(open(&kv, &token, 99)?.user, "ann");
         // Expired: refused, and its key gone.
         assert!(matches!(
-            user_of(&kv, &token, 100),
+            open(&kv, &token, 100),
             Err(ApiError::Unauthorized(_))
         ));
         assert!(kv.is_empty());

@@ -167,7 +167,9 @@ fn optional_gives_anonymous_callers_the_public_list_and_each_user_their_own() {
     let session = app.send(with_cookie(Request::new("GET", "/api/session"), &ann));
     assert_eq!(
         session.body_json(),
-        json!({"mode": "optional", "user": {"userid": "ann", "name": "ann"}})
+        json!({"mode": "optional", "user": {
+            "userid": "ann", "name": "ann", "expiresAt": "2025-11-25T00:00:00.000Z",
+        }})
     );
 
     // The same account signs in again with any case of its name; a bearer token sees the same list.

@@ -6,6 +6,9 @@
 //! Why not `fantoccini` or `thirtyfour`: both are async and bring their own HTTP stack (hyper or
 //! reqwest on tokio) beside the blocking `ureq` every other test speaks, to send the dozen
 //! commands these tests use. The whole protocol surface needed here fits in this file.
+//!
+//! [`SignedIn`] is the HTTP side of the account tests: a person registered and signed in over the
+//! API, whose todos a page then has to show.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -17,6 +20,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
+use super::Host;
 use super::tools::install_hint;
 
 /// The key WebDriver uses for element references.
@@ -187,6 +191,27 @@ impl Browser {
         Ok(())
     }
 
+    /// Empties the text field `element`. Only for plain fields: a React app keeps its own copy
+    /// of the value and does not see this; type over a selection there (`CONTROL` `a`).
+    pub fn clear(&self, element: &Element) -> anyhow::Result<()> {
+        self.post(
+            &self.session_path(&format!("/element/{}/clear", element.0)),
+            json!({}),
+        )?;
+        Ok(())
+    }
+
+    /// Waits up to 10 s for an element matching CSS `selector`, and returns it: for pages that
+    /// render after their script has run (a single-page app's route).
+    pub fn wait_find(&self, selector: &str) -> anyhow::Result<Element> {
+        let script = format!(
+            "return document.querySelector({}) !== null",
+            Value::from(selector)
+        );
+        self.wait_for(&script, &json!(true))?;
+        self.find(selector)
+    }
+
     /// Types `text` (with WebDriver's special keys, e.g. [`ENTER`]) into `element`.
     pub fn type_into(&self, element: &Element, text: &str) -> anyhow::Result<()> {
         self.post(
@@ -241,6 +266,73 @@ impl Drop for Browser {
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+/// A person signed in over HTTP, beside the browser: sets up what a page should then show (todos
+/// in their own list), through the session cookie the API gave them, as a browser would send it.
+pub struct SignedIn {
+    base: String,
+    /// `todo_session=TOKEN`, as the `Cookie` header carries it.
+    cookie: String,
+}
+
+impl SignedIn {
+    /// Creates the account `name` on `host` (`POST /api/register`), which signs it in.
+    pub fn register(host: &Host, name: &str, password: &str) -> anyhow::Result<Self> {
+        let url = format!("{}/api/register", host.base);
+        let response = ureq::post(&url)
+            .send_json(json!({ "userName": name, "password": password }))
+            .with_context(|| format!("POST {url} for {name:?}"))?;
+        anyhow::ensure!(
+            response.status() == 201,
+            "POST {url} for {name:?}: {}",
+            response.status()
+        );
+        let cookie = response
+            .all("set-cookie")
+            .into_iter()
+            .filter_map(|set| set.split(';').next())
+            .find(|pair| pair.trim_start().starts_with("todo_session="))
+            .with_context(|| format!("no todo_session cookie from POST {url}"))?
+            .trim()
+            .to_string();
+        Ok(Self {
+            base: host.base.clone(),
+            cookie,
+        })
+    }
+
+    /// Sends `method path` with the session cookie and an optional JSON `body`; returns the
+    /// status and the answer as JSON (`Null` when empty).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let url = format!("{}{path}", self.base);
+        let request = ureq::request(method, &url).set("cookie", &self.cookie);
+        let result = match body {
+            Some(body) => request.send_json(body),
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+            Err(err) => return Err(err).with_context(|| format!("{method} {url}")),
+        };
+        let status = response.status();
+        let text = response.into_string()?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// Adds todos with `titles` to this person's list.
+    pub fn add_todos(&self, titles: &[&str]) -> anyhow::Result<()> {
+        for title in titles {
+            let (status, todo) = self.call("POST", "/todos", Some(json!({ "title": title })))?;
+            anyhow::ensure!(status == 201, "POST /todos {title:?}: {status} {todo}");
+        }
+        Ok(())
     }
 }
 
