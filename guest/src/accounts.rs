@@ -341,9 +341,13 @@ fn session_info(request: &Request, ctx: &Context, mode: Mode) -> Result<Response
             )
         }
         Ok(Caller::Anonymous) => Response::json(200, &json!({"mode": mode.name(), "user": null})),
-        Err(ApiError::Unauthorized(_)) => {
+        Err(ApiError::Unauthorized(_)) if request.authorization.is_none() => {
+            // The bad credential was the cookie: the browser drops it.
             Response::json(200, &json!({"mode": mode.name(), "user": null}))
                 .with_header("set-cookie", session::expire_cookie(request))
+        }
+        Err(ApiError::Unauthorized(_)) => {
+            Response::json(200, &json!({"mode": mode.name(), "user": null}))
         }
         Err(other) => return Err(other),
     };
@@ -458,7 +462,7 @@ impl Credentials {
         let kind = string_field(&map, "type")?.unwrap_or_else(|| "account".to_string());
         if kind.len() > 32 {
             return Err(ApiError::BadRequest(
-                "'type' is at most 32 characters".to_string(),
+                "'type' is at most 32 bytes".to_string(),
             ));
         }
         Ok(Credentials {

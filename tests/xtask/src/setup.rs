@@ -23,6 +23,8 @@ const DEBIAN_COMMANDS: &[(&str, &str)] = &[
     ("npm", "npm"),
     // pip installs the PyPI packages below.
     ("python3", "python3"),
+    // tests/contract.sh signs a user up and takes a token with curl before the signed-in run.
+    ("curl", "curl"),
     // tests/manifest.rs asks git which files the repository tracks.
     ("git", "git"),
     // tests/activation.rs checks the host against systemd's own socket activation.
