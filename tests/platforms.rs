@@ -1,11 +1,17 @@
 //! The todo component on hosts this project did not write: the API suite of
 //! `tests/support/api_cases.rs` (the cases `tests/api.rs` runs on `todo-host`) against `wash dev`
 //! (wasmCloud 2, from `.wash/config.yaml`) with its in-memory, Redis and NATS stores, against
-//! `wasmtime serve -S cli -S keyvalue`, and against the Node.js host of `deploy/node/` (jco).
+//! `wasmtime serve -S cli -S keyvalue -S config`, and against the Node.js host of `deploy/node/`
+//! (jco).
 //!
 //! The bad-input table (`api_cases::bad_requests`, which `tests/bad_input.rs` runs on
 //! `todo-host`) runs on every platform too, once per platform, on a store seeded as it expects;
 //! [`BAD_INPUT_DIFFERENCES`] records, by case name, where a platform answers first and otherwise.
+//!
+//! The account cases of issue #24 (`tests/support/account_cases.rs`) run on `wash dev` (in-memory
+//! store), `wasmtime serve` and the Node host, each given `accounts=optional` through its own way
+//! to the component's configuration (`wasi:config/store`); [`ACCOUNT_DIFFERENCES`] records where
+//! a platform fails one, as [`DIFFERENCES`] does for the API cases.
 //!
 //! Every case runs on every platform, each on a fresh platform process with an empty store. Where
 //! a platform cannot do what a case asks, [`DIFFERENCES`] says so by platform and case name, with
@@ -22,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use support::api_cases::bad_requests::{self, CONVENTIONS};
 use support::platforms::{Platform, WashStore, node_binary, node_server};
-use support::{Host, api_cases, fixture};
+use support::{Host, account_cases, api_cases, fixture};
 
 /// A case a platform is known to fail, and why.
 struct Difference {
@@ -116,6 +122,61 @@ const DIFFERENCES: &[Difference] = &[
     },
 ];
 
+/// Why `wasmtime serve` fails the account cases: an account or a session written by one request
+/// is gone for the next, as every todo is.
+const NO_SESSION_PERSISTS: &str = "its in-memory store is copied into each instance and dropped \
+    with it: the account and the session a request writes are gone for the next request, whose \
+    cookie or token is unknown (401) and whose sign-in finds no such user";
+
+/// Every known difference of the account cases, by platform and case. Nothing else may fail.
+const ACCOUNT_DIFFERENCES: &[Difference] = &[
+    Difference {
+        platform: Platform::WasmtimeServe,
+        case: "register_answers_201_and_a_session_cookie",
+        why: NO_SESSION_PERSISTS,
+        // The register answer is right; the session it opened is unknown to the next request.
+        shows: "the session the register cookie opened",
+    },
+    Difference {
+        platform: Platform::WasmtimeServe,
+        case: "a_new_users_list_is_empty_while_the_public_list_is_not",
+        why: NO_SESSION_PERSISTS,
+        shows: "bob's list, signed in",
+    },
+    Difference {
+        platform: Platform::WasmtimeServe,
+        case: "two_users_do_not_see_each_others_todos_or_ids",
+        why: NO_SESSION_PERSISTS,
+        // Alice's first create, with her register cookie: 401.
+        shows: "left: 401",
+    },
+    Difference {
+        platform: Platform::WasmtimeServe,
+        case: "sign_out_ends_the_session",
+        why: NO_SESSION_PERSISTS,
+        shows: "left: 401",
+    },
+    Difference {
+        platform: Platform::WasmtimeServe,
+        case: "a_wrong_password_is_a_200_with_status_error",
+        why: NO_SESSION_PERSISTS,
+        shows: "the right password",
+    },
+    Difference {
+        platform: Platform::WasmtimeServe,
+        case: "a_bearer_token_works_and_basic_is_401",
+        why: NO_SESSION_PERSISTS,
+        // POST /api/tokens finds no account: 401.
+        shows: "left: 401",
+    },
+    Difference {
+        platform: Platform::WasmtimeServe,
+        case: "anonymous_requests_still_see_the_public_list",
+        why: NO_SESSION_PERSISTS,
+        shows: "left: 401",
+    },
+];
+
 /// The flags a platform needs for a case, as `tests/api.rs` starts `todo-host` with some: the
 /// platform's own way to the same setting, where it has one.
 fn flags(platform: Platform, case: &str) -> &'static [&'static str] {
@@ -128,15 +189,41 @@ fn flags(platform: Platform, case: &str) -> &'static [&'static str] {
     }
 }
 
-/// Runs `case` on a fresh `platform`, and checks the outcome against [`DIFFERENCES`].
+/// Runs API case `case` on a fresh `platform`, and checks the outcome against [`DIFFERENCES`].
 fn run(
     platform: Platform,
     name: &str,
     case: fn(&Host) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let served = platform.start(flags(platform, name))?;
+    check_outcome(&served, platform, name, case, DIFFERENCES)
+}
+
+/// The component's configuration for the account cases: accounts on, anonymous callers kept.
+const ACCOUNTS_OPTIONAL: &[(&str, &str)] = &[("accounts", "optional")];
+
+/// Runs account case `case` on a fresh `platform` in `optional` mode, and checks the outcome
+/// against [`ACCOUNT_DIFFERENCES`].
+fn run_account_case(
+    platform: Platform,
+    name: &str,
+    case: fn(&Host) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let served = platform.start_configured(ACCOUNTS_OPTIONAL, &[])?;
+    check_outcome(&served, platform, name, case, ACCOUNT_DIFFERENCES)
+}
+
+/// Runs `case` on `served`, and compares the outcome with what `differences` records for
+/// `platform` and `name`: a pass where none is recorded, or the recorded failure.
+fn check_outcome(
+    served: &support::platforms::Served,
+    platform: Platform,
+    name: &str,
+    case: fn(&Host) -> anyhow::Result<()>,
+    differences: &[Difference],
+) -> anyhow::Result<()> {
     // The cases assert with `assert!`: a failure is a panic, caught here to be compared.
-    let failure = match catch_unwind(AssertUnwindSafe(|| case(&served))) {
+    let failure = match catch_unwind(AssertUnwindSafe(|| case(served))) {
         Ok(Ok(())) => None,
         Ok(Err(err)) => Some(format!("{err:#}")),
         Err(panic) => Some(
@@ -147,7 +234,7 @@ fn run(
                 .unwrap_or_else(|| "a panic without a message".to_string()),
         ),
     };
-    let expected = DIFFERENCES
+    let expected = differences
         .iter()
         .find(|d| d.platform == platform && d.case == name);
     match (expected, failure) {
@@ -158,7 +245,7 @@ fn run(
         ),
         (Some(difference), None) => bail!(
             "{name} now passes on {platform}, but is recorded as differing ({}): remove it from \
-             DIFFERENCES and from the README's table",
+             DIFFERENCES (or ACCOUNT_DIFFERENCES) and from the README's table",
             difference.why
         ),
         (Some(difference), Some(failure)) if failure.contains(difference.shows) => {
@@ -371,6 +458,94 @@ suite!(
     the_same_body_under_the_default_limit_gets_413,
 );
 
+/// One test per platform and account case, in `optional` mode:
+/// `accounts_node::sign_out_ends_the_session`, and so on. The in-memory store is enough for `wash dev`: the cases test the component and the
+/// platform's configuration, not the store (the API suite runs on Redis and NATS).
+macro_rules! account_suite {
+    ($($case:ident),* $(,)?) => {
+        /// The account cases this suite runs, by name.
+        const ACCOUNT_CASES: &[&str] = &[$(stringify!($case)),*];
+
+        account_suite!(
+            @platform accounts_wash_memory, Platform::WashDev(WashStore::Memory), $($case),*
+        );
+        account_suite!(@platform accounts_wasmtime_serve, Platform::WasmtimeServe, $($case),*);
+        account_suite!(@platform accounts_node, Platform::Node, $($case),*);
+    };
+    (@platform $module:ident, $platform:expr, $($case:ident),*) => {
+        mod $module {
+            use super::*;
+            $(#[test]
+            fn $case() -> anyhow::Result<()> {
+                run_account_case($platform, stringify!($case), account_cases::$case)
+            })*
+        }
+    };
+}
+
+account_suite!(
+    register_answers_201_and_a_session_cookie,
+    a_new_users_list_is_empty_while_the_public_list_is_not,
+    two_users_do_not_see_each_others_todos_or_ids,
+    sign_out_ends_the_session,
+    a_wrong_password_is_a_200_with_status_error,
+    a_bearer_token_works_and_basic_is_401,
+    anonymous_requests_still_see_the_public_list,
+);
+
+#[test]
+fn without_an_accounts_value_every_platform_answers_as_off() -> anyhow::Result<()> {
+    // Each platform links wasi:config with no values: the component instantiates, and its
+    // account routes do not exist, as before accounts.
+    for platform in [
+        Platform::WashDev(WashStore::Memory),
+        Platform::WasmtimeServe,
+        Platform::Node,
+    ] {
+        let served = platform.start(&[])?;
+        for (method, path) in [("GET", "/api/session"), ("POST", "/api/register")] {
+            let body =
+                (method == "POST").then_some(r#"{"userName":"alice","password":"12345678"}"#);
+            let (status, answer) = served.call(method, path, body)?;
+            assert_eq!(status, 404, "{method} {path} on {platform}: {answer}");
+            assert!(
+                answer["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("no route")),
+                "{method} {path} on {platform}: {answer}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_account_case_runs_on_every_platform() -> anyhow::Result<()> {
+    let source = include_str!("support/account_cases.rs");
+    let defined: Vec<&str> = source
+        .lines()
+        .filter_map(|line| line.strip_prefix("pub fn "))
+        .filter_map(|rest| rest.split('(').next())
+        .collect();
+    assert!(
+        defined.len() >= 7,
+        "found only {defined:?} in account_cases.rs"
+    );
+    let missing: Vec<&&str> = defined
+        .iter()
+        .filter(|case| !ACCOUNT_CASES.contains(case))
+        .collect();
+    assert!(missing.is_empty(), "not in the account suite: {missing:?}");
+    for difference in ACCOUNT_DIFFERENCES {
+        assert!(
+            ACCOUNT_CASES.contains(&difference.case),
+            "ACCOUNT_DIFFERENCES names {}, which is no account case",
+            difference.case
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn every_api_case_runs_on_every_platform() -> anyhow::Result<()> {
     // A case added to api_cases.rs but not to `suite!` would silently run on todo-host alone.
@@ -543,12 +718,17 @@ fn wash_dev_gives_every_request_a_fresh_instance() -> anyhow::Result<()> {
 }
 
 #[test]
-fn the_node_hosts_keyvalue_passes_its_unit_tests() -> anyhow::Result<()> {
+fn the_node_hosts_keyvalue_and_config_pass_their_unit_tests() -> anyhow::Result<()> {
     let output = Command::new(node_binary())
         .current_dir(support::workspace().join("deploy/node"))
         // TAP, whose summary is `# fail 0`: Node 24's default reporter prints `ℹ fail 0` even
         // into a pipe.
-        .args(["--test", "--test-reporter=tap", "keyvalue.test.mjs"])
+        .args([
+            "--test",
+            "--test-reporter=tap",
+            "keyvalue.test.mjs",
+            "config.test.mjs",
+        ])
         .output()?;
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "node --test failed:\n{report}");

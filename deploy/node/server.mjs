@@ -1,15 +1,17 @@
 #!/usr/bin/env node
 // A JavaScript host for the todo component: jco transpiles the component to JavaScript and core
 // wasm, and this server gives it what it imports (WASI from @bytecodealliance/preview2-shim,
-// wasi:keyvalue@0.2.0-draft from ./keyvalue.mjs, over a SQLite file) and serves HTTP with a fresh
-// instance of the component for every request, as todo-host does.
+// wasi:keyvalue@0.2.0-draft from ./keyvalue.mjs, over a SQLite file, and wasi:config@0.2.0-rc.1
+// from ./config.mjs, the `--config` flags) and serves HTTP with a fresh instance of the component
+// for every request, as todo-host does.
 //
 //   npm ci --prefix deploy/node                # jco, the WASI shims, and Node.js 24 (node:sqlite)
 //   npm start --prefix deploy/node             # http://127.0.0.1:3002/, the default (draft) build
 //   deploy/node/node_modules/.bin/node deploy/node/server.mjs --store /tmp/todo.db
+//   npm start --prefix deploy/node -- --config accounts=optional   # accounts (issue #24)
 //
-// Flags (`--help`): --listen ADDR, --component FILE, --store PATH, --max-body BYTES,
-// --cache-dir DIR, --public DIR, --files-component FILE.
+// Flags (`--help`): --listen ADDR, --component FILE, --store PATH, --config KEY=VALUE,
+// --max-body BYTES, --cache-dir DIR, --public DIR, --files-component FILE.
 //
 // With `--public DIR` it is an app of two components, as `todo-host --public` runs it: the todo
 // component on the API's routes, and the files component (guest/files/) on every other path, with
@@ -30,6 +32,8 @@ import { parseArgs } from 'node:util';
 import { transpile } from '@bytecodealliance/jco';
 import { HTTPServer, types as httpTypes } from '@bytecodealliance/preview2-shim/http';
 import { WASIShim } from '@bytecodealliance/preview2-shim/instantiation';
+
+import { configFromEnv, configImports, parseConfig } from './config.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -76,12 +80,15 @@ const DEFAULT_LISTEN = '127.0.0.1:3002';
 /** The largest body a request may declare: todo-host's default `--max-body`, 1 MiB. */
 const DEFAULT_MAX_BODY = 1024 * 1024;
 
-const USAGE = `usage: node server.mjs [--listen ADDR] [--component FILE] [--store PATH] [--max-body BYTES] [--cache-dir DIR] [--public DIR [--files-component FILE]]
+const USAGE = `usage: node server.mjs [--listen ADDR] [--component FILE] [--store PATH] [--config KEY=VALUE]... [--max-body BYTES] [--cache-dir DIR] [--public DIR [--files-component FILE]]
 
   --listen ADDR      address to listen on; port 0 picks a free one (env TODO_NODE_LISTEN; default ${DEFAULT_LISTEN})
   --component FILE   the component to serve (env TODO_NODE_COMPONENT; default the todo component's draft build)
   --store PATH       the SQLite file of wasi:keyvalue, created if missing; ${IN_MEMORY_FLAG} keeps it in memory
                      (env TODO_NODE_STORE; default deploy/node/.data/todo.db)
+  --config KEY=VALUE a value of the component's configuration (wasi:config/store), repeatable:
+                     accounts=off|optional|required, session_ttl=SECS, signups_per_minute=N
+                     (env TODO_NODE_CONFIG, comma separated; default none: accounts off)
   --max-body BYTES   answer 413 to a request whose Content-Length is larger (default ${DEFAULT_MAX_BODY})
   --cache-dir DIR    where transpiled components are kept, one folder per component hash (default deploy/node/.jco)
   --public DIR       serve DIR on every path that is not the API's, by the files component (DIR is its /public)
@@ -95,6 +102,7 @@ function config(argv) {
       listen: { type: 'string', default: process.env.TODO_NODE_LISTEN ?? DEFAULT_LISTEN },
       component: { type: 'string', default: process.env.TODO_NODE_COMPONENT ?? DEFAULT_COMPONENT },
       store: { type: 'string', default: process.env.TODO_NODE_STORE ?? DEFAULT_STORE },
+      config: { type: 'string', multiple: true },
       'max-body': { type: 'string', default: String(DEFAULT_MAX_BODY) },
       'cache-dir': { type: 'string', default: path.join(HERE, '.jco') },
       public: { type: 'string' },
@@ -116,6 +124,10 @@ function config(argv) {
   if (values.public !== undefined && !statSync(values.public, { throwIfNoEntry: false })?.isDirectory()) {
     throw new Error(`--public ${values.public}: not a directory`);
   }
+  // The flags, if any, replace the environment's list, as clap's `env` does on todo-host.
+  const componentConfig = values.config
+    ? parseConfig(values.config)
+    : parseConfig(configFromEnv(process.env.TODO_NODE_CONFIG), 'TODO_NODE_CONFIG');
   const maxBody = Number(values['max-body']);
   if (!Number.isSafeInteger(maxBody) || maxBody < 0) {
     throw new Error(`--max-body ${values['max-body']}: expected a number of bytes`);
@@ -125,6 +137,7 @@ function config(argv) {
     port: Number(match[2]),
     component: path.resolve(values.component),
     store: values.store === IN_MEMORY_FLAG ? IN_MEMORY_FLAG : path.resolve(values.store),
+    config: componentConfig,
     maxBody,
     cacheDir: path.resolve(values['cache-dir']),
     public: values.public === undefined ? null : path.resolve(values.public),
@@ -246,7 +259,11 @@ async function main() {
     arguments: [],
     sandbox: { preopens: {}, enableNetwork: false },
   });
-  const imports = { ...shim.getImportObject(), ...keyvalueImports(store) };
+  const imports = {
+    ...shim.getImportObject(),
+    ...keyvalueImports(store),
+    ...configImports(settings.config),
+  };
 
   // Which outparams the guest has answered, to tell a trap before its answer from one after it.
   const answered = new WeakSet();
@@ -315,7 +332,11 @@ async function main() {
   // The one stable start-up line, as todo-host and `wasmtime serve` print it: tests read the port
   // from it.
   const publicDir = settings.public ? `, public: ${settings.public}` : '';
-  console.log(`Serving HTTP on http://${shown}:${port}/ (store: ${store.summary()}${publicDir})`);
+  // The keys only: a value may be something not to print.
+  const keys = settings.config.size ? `, config: ${[...settings.config.keys()].join(', ')}` : '';
+  console.log(
+    `Serving HTTP on http://${shown}:${port}/ (store: ${store.summary()}${keys}${publicDir})`,
+  );
 
   for (const signal of ['SIGINT', 'SIGTERM']) {
     process.on(signal, () => {

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // Each test file uses a different part of this module.
 
+pub mod account_cases;
 pub mod activation;
 pub mod api_cases;
 pub mod browser;

