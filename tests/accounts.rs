@@ -8,8 +8,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
-use std::path::Path;
 
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -97,7 +95,7 @@ cases!(
     anonymous_requests_still_see_the_public_list,
 );
 
-/// A request with headers; any status is an answer.
+/// A request with headers and an optional JSON body; any status is an answer.
 fn send(
     host: &Host,
     method: &str,
@@ -105,33 +103,13 @@ fn send(
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> anyhow::Result<HttpResponse> {
-    let mut request = ureq::request(method, &format!("{}{path}", host.base));
-    for (name, value) in headers {
-        request = request.set(name, value);
-    }
-    let result = match body {
-        Some(body) => request
-            .set("content-type", "application/json")
-            .send_string(&body.to_string()),
-        None => request.call(),
-    };
-    let response = match result {
-        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
-        Err(err) => return Err(err).with_context(|| format!("{method} {path}")),
-    };
-    let status = response.status();
-    let headers = response
-        .headers_names()
-        .into_iter()
-        .filter_map(|name| Some((name.clone(), response.header(&name)?.to_string())))
-        .collect();
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes)?;
-    Ok(HttpResponse {
-        status,
+    let body = body.map(Value::to_string);
+    host.request_with(
+        method,
+        path,
         headers,
-        body: bytes,
-    })
+        body.as_deref().map(|b| ("application/json", b)),
+    )
 }
 
 fn credentials(name: &str, password: &str) -> Value {
@@ -380,7 +358,7 @@ fn a_thousand_randomized_operations_over_http_never_cross_lists() -> anyhow::Res
 fn the_access_log_holds_no_cookie_no_token_and_no_password() -> anyhow::Result<()> {
     let dir = support::temp_dir()?;
     let log = dir.path().join("host.log");
-    let (mut child, base) = host_logging_to(&log, &["--config", "accounts=optional"])?;
+    let (mut child, base) = support::host_logging_to(&log, &["--config", "accounts=optional"])?;
     let agent = ureq::agent();
     let registered = agent
         .post(&format!("{base}/api/register?note=x"))
@@ -403,7 +381,8 @@ fn the_access_log_holds_no_cookie_no_token_and_no_password() -> anyhow::Result<(
         .get(&format!("{base}/todos"))
         .set("authorization", &format!("Bearer {token}"))
         .call()?;
-    child.kill()?;
+    // Stopped as a deployment stops it, so the log is flushed to the end.
+    support::signal(child.id(), "TERM")?;
     child.wait()?;
     let text = std::fs::read_to_string(&log)?;
     assert!(text.contains("/todos"), "no access log: {text}");
@@ -411,24 +390,6 @@ fn the_access_log_holds_no_cookie_no_token_and_no_password() -> anyhow::Result<(
         assert!(!text.contains(secret), "the log holds '{secret}'");
     }
     Ok(())
-}
-
-fn host_logging_to(log: &Path, args: &[&str]) -> anyhow::Result<(std::process::Child, String)> {
-    let mut child = std::process::Command::new(support::HOST_BIN)
-        .args(["--listen", "127.0.0.1:0", "--store", "memory://"])
-        .args(args)
-        .env("RUST_LOG", "debug")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(log)?)
-        .spawn()?;
-    let mut banner = String::new();
-    std::io::BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut banner)?;
-    let address = banner
-        .trim()
-        .strip_prefix("Serving HTTP on http://")
-        .and_then(|rest| rest.split('/').next())
-        .with_context(|| format!("no start-up line: {banner:?}"))?;
-    Ok((child, format!("http://{address}")))
 }
 
 #[test]

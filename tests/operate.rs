@@ -551,34 +551,6 @@ fn bad_reload_requests_change_nothing() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `todo-host` with the access log at its default (`RUST_LOG=info`) and stderr to `log`, on the
-/// memory store unless `args` name one; the running process and its base URL.
-fn host_logging_to(log: &Path, args: &[&str]) -> anyhow::Result<(std::process::Child, String)> {
-    use std::io::BufRead;
-    // The memory store unless `args` name one.
-    let store: &[&str] = if args.contains(&"--store") {
-        &[]
-    } else {
-        &["--store", "memory://"]
-    };
-    let mut child = std::process::Command::new(support::HOST_BIN)
-        .args(["--listen", "127.0.0.1:0"])
-        .args(store)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(log)?)
-        .spawn()?;
-    let mut banner = String::new();
-    std::io::BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut banner)?;
-    let address = banner
-        .trim()
-        .strip_prefix("Serving HTTP on http://")
-        .and_then(|rest| rest.split('/').next())
-        .with_context(|| format!("no start-up line: {banner:?}"))?;
-    Ok((child, format!("http://{address}")))
-}
-
 /// The access-log lines in `log`.
 fn access_lines(log: &Path) -> anyhow::Result<Vec<String>> {
     Ok(std::fs::read_to_string(log)?
@@ -599,7 +571,7 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 fn the_access_log_has_one_line_per_request_soon_and_all_of_them_at_exit() -> anyhow::Result<()> {
     let dir = temp_dir()?;
     let log = dir.path().join("host.log");
-    let (mut child, base) = host_logging_to(&log, &[])?;
+    let (mut child, base) = support::host_logging_to(&log, &[])?;
     let addr = base.trim_start_matches("http://").to_string();
     let sent: Vec<(&str, &str, Option<&str>, u16)> = vec![
         ("POST", "/todos", Some(r#"{"title":"logged"}"#), 201),
@@ -657,7 +629,7 @@ fn the_access_log_has_one_line_per_request_soon_and_all_of_them_at_exit() -> any
     assert_eq!(access_lines(&log)?.len(), sent.len() + burst);
 
     let quiet_log = dir.path().join("quiet.log");
-    let (mut quiet, base) = host_logging_to(&quiet_log, &["--no-access-log"])?;
+    let (mut quiet, base) = support::host_logging_to(&quiet_log, &["--no-access-log"])?;
     support::raw_call(base.trim_start_matches("http://"), "GET", "/todos", None)?;
     support::signal(quiet.id(), "TERM")?;
     assert!(quiet.wait()?.success());
@@ -675,7 +647,7 @@ fn each_route_keeps_to_its_round_trips_through_the_host() -> anyhow::Result<()> 
         let url = support::sqlite_url(dir.path());
         support::seed_todos(&url, size)?;
         let log = dir.path().join("host.log");
-        let (mut child, base) = host_logging_to(&log, &["--store", &url])?;
+        let (mut child, base) = support::host_logging_to(&log, &["--store", &url])?;
         let addr = base.trim_start_matches("http://").to_string();
         // Every request sent, with the bound its access line is held to (none for the read
         // that recomputes what a write changed).

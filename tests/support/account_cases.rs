@@ -8,10 +8,6 @@
 //! `api_cases.rs` do. What they are not: the abuse limits (429s), the CSRF refusals and the
 //! timing targets, which need a host the tests can measure and hold (`todo-host`).
 
-use std::io::Read;
-use std::sync::OnceLock;
-use std::time::Duration;
-
 use anyhow::Context;
 use base64::Engine;
 use serde_json::{Value, json};
@@ -464,8 +460,6 @@ fn titles(list: &Value) -> Vec<&str> {
 }
 
 /// Sends `method path` with `headers` and an optional JSON `body`, and reads the whole answer.
-/// `Host::request` sends no headers of the caller's; this one does, with a client that keeps no
-/// cookies of its own: a case presents exactly the credential it means to.
 fn send(
     host: &Host,
     method: &str,
@@ -473,45 +467,11 @@ fn send(
     headers: &[(&str, String)],
     body: Option<&str>,
 ) -> anyhow::Result<HttpResponse> {
-    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
-    let agent = AGENT.get_or_init(|| {
-        ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(30))
-            .build()
-    });
-    let url = format!("{}{}", host.base, path);
-    let mut request = agent.request(method, &url);
-    for (name, value) in headers {
-        request = request.set(name, value);
-    }
-    let result = match body {
-        Some(body) => request
-            .set("content-type", "application/json")
-            .send_string(body),
-        None => request.call(),
-    };
-    let response = match result {
-        Ok(response) => response,
-        Err(ureq::Error::Status(_, response)) => response,
-        Err(err) => return Err(err).with_context(|| format!("{method} {url}")),
-    };
-    let status = response.status();
-    let headers = response
-        .headers_names()
-        .into_iter()
-        .filter_map(|name| {
-            let value = response.header(&name)?.to_string();
-            Some((name, value))
-        })
-        .collect();
-    let mut body = Vec::new();
-    response
-        .into_reader()
-        .read_to_end(&mut body)
-        .with_context(|| format!("reading the answer to {method} {url}"))?;
-    Ok(HttpResponse {
-        status,
-        headers,
-        body,
-    })
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    host.request_with(
+        method,
+        path,
+        &headers,
+        body.map(|b| ("application/json", b)),
+    )
 }

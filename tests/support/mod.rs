@@ -175,8 +175,24 @@ impl Host {
         path: &str,
         body: Option<(&str, &str)>,
     ) -> anyhow::Result<HttpResponse> {
+        self.request_with(method, path, &[], body)
+    }
+
+    /// Sends a request with `headers` (a credential, an `Origin`...) and an optional
+    /// `(content-type, body)`. The client keeps no cookies of its own: a request presents
+    /// exactly what it is given.
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, &str)>,
+    ) -> anyhow::Result<HttpResponse> {
         let url = format!("{}{}", self.base, path);
-        let request = agent().request(method, &url);
+        let mut request = agent().request(method, &url);
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
         let result = match body {
             Some((content_type, body)) => {
                 request.set("content-type", content_type).send_string(body)
@@ -206,6 +222,34 @@ fn agent() -> &'static ureq::Agent {
             .timeout(Duration::from_secs(30))
             .build()
     })
+}
+
+/// `todo-host` with the access log at its default (`RUST_LOG=info`) and stderr to `log`, on the
+/// memory store unless `args` name one; the running process and its base URL.
+pub fn host_logging_to(log: &Path, args: &[&str]) -> anyhow::Result<(std::process::Child, String)> {
+    use std::io::BufRead;
+    // The memory store unless `args` name one.
+    let store: &[&str] = if args.contains(&"--store") {
+        &[]
+    } else {
+        &["--store", "memory://"]
+    };
+    let mut child = std::process::Command::new(HOST_BIN)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(store)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()?;
+    let mut banner = String::new();
+    std::io::BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut banner)?;
+    let address = banner
+        .trim()
+        .strip_prefix("Serving HTTP on http://")
+        .and_then(|rest| rest.split('/').next())
+        .with_context(|| format!("no start-up line: {banner:?}"))?;
+    Ok((child, format!("http://{address}")))
 }
 
 /// Sends `kill -SIGNAL pid`.
