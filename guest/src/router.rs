@@ -198,7 +198,12 @@ fn route_with_accounts(request: &Request, ctx: &Context, mode: Mode) -> Result<R
                 request.path
             )));
         }
-        Caller::Anonymous => return route(request, ctx.kv, ctx.now),
+        Caller::Anonymous => {
+            // The same URL answers differently with a credential: no cache may mix them up.
+            return Ok(route(request, ctx.kv, ctx.now)
+                .unwrap_or_else(ApiError::into_response)
+                .with_header("vary", "Cookie, Authorization"));
+        }
     };
     let answer = if segments == ["api", "currentUser"] && request.method == "GET" {
         Ok(accounts::current_user(&name))

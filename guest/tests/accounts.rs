@@ -157,7 +157,10 @@ fn optional_gives_anonymous_callers_the_public_list_and_each_user_their_own() {
         titles(&app.send(with_cookie(Request::new("GET", "/todos"), &ann))),
         ["ann's"]
     );
-    assert_eq!(titles(&app.send(Request::new("GET", "/todos"))), ["public"]);
+    let public = app.send(Request::new("GET", "/todos"));
+    assert_eq!(titles(&public), ["public"]);
+    assert_eq!(public.header("vary"), Some("Cookie, Authorization"));
+    assert_eq!(public.header("cache-control"), None);
 
     let me = app.send(with_cookie(Request::new("GET", "/api/currentUser"), &ann));
     assert_eq!(me.body_json()["userid"], "ann");
