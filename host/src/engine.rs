@@ -389,6 +389,7 @@ mod tests {
             [
                 "wasi:clocks/monotonic-clock@0.2.12",
                 "wasi:clocks/wall-clock@0.2.12",
+                "wasi:config/store@0.2.0-rc.1",
                 "wasi:http/types@0.2.12",
                 "wasi:io/error@0.2.12",
                 "wasi:io/poll@0.2.12",
