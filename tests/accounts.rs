@@ -85,15 +85,7 @@ macro_rules! cases {
     };
 }
 
-cases!(
-    register_answers_201_and_a_session_cookie,
-    a_new_users_list_is_empty_while_the_public_list_is_not,
-    two_users_do_not_see_each_others_todos_or_ids,
-    sign_out_ends_the_session,
-    a_wrong_password_is_a_200_with_status_error,
-    a_bearer_token_works_and_basic_is_401,
-    anonymous_requests_still_see_the_public_list,
-);
+account_cases::every_account_case!(cases);
 
 /// A request with headers and an optional JSON body; any status is an answer.
 fn send(

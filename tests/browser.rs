@@ -87,12 +87,7 @@ fn the_page_adds_completes_edits_filters_clears_and_persists() -> anyhow::Result
 
     // The page talked to the real API: the store agrees.
     let (_, todos) = host.call("GET", "/todos", None)?;
-    let titles: Vec<&str> = todos
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["title"].as_str())
-        .collect();
+    let titles = support::titles(&todos);
     assert_eq!(titles, ["walk the cat", "write tests"]);
     Ok(())
 }
@@ -283,12 +278,7 @@ fn people_sign_up_on_the_page_and_each_sees_only_their_own_todos() -> anyhow::Re
 
     // The store agrees: the public list kept its one todo, nobody's went there.
     let (_, todos) = host.call("GET", "/todos", None)?;
-    let titles: Vec<&str> = todos
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["title"].as_str())
-        .collect();
+    let titles = support::titles(&todos);
     assert_eq!(titles, ["on the public list"]);
     Ok(())
 }
@@ -342,12 +332,7 @@ fn in_required_mode_the_page_asks_to_sign_in_before_it_fetches_the_list() -> any
     // What she added on the page is in her list, over the API too.
     let (status, todos) = carol.call("GET", "/todos", None)?;
     assert_eq!(status, 200, "{todos}");
-    let titles: Vec<&str> = todos
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["title"].as_str())
-        .collect();
+    let titles = support::titles(&todos);
     assert_eq!(titles, ["carol's todo", "added on the page"]);
     Ok(())
 }

@@ -483,15 +483,7 @@ macro_rules! account_suite {
     };
 }
 
-account_suite!(
-    register_answers_201_and_a_session_cookie,
-    a_new_users_list_is_empty_while_the_public_list_is_not,
-    two_users_do_not_see_each_others_todos_or_ids,
-    sign_out_ends_the_session,
-    a_wrong_password_is_a_200_with_status_error,
-    a_bearer_token_works_and_basic_is_401,
-    anonymous_requests_still_see_the_public_list,
-);
+account_cases::every_account_case!(account_suite);
 
 #[test]
 fn without_an_accounts_value_every_platform_answers_as_off() -> anyhow::Result<()> {

@@ -327,30 +327,24 @@ fn session_info(request: &Request, ctx: &Context, mode: Mode) -> Result<Response
             allow: "GET, HEAD, OPTIONS",
         });
     }
-    let response = match caller(request, ctx) {
+    let (user, bad_cookie) = match caller(request, ctx) {
         Ok(Caller::User { name, expires, .. }) => {
             let expires_at = crate::time::Timestamp {
                 seconds: expires,
                 nanoseconds: 0,
             };
-            Response::json(
-                200,
-                &json!({"mode": mode.name(), "user": {
-                    "userid": name, "name": name, "expiresAt": expires_at.to_rfc3339(),
-                }}),
-            )
+            let user = json!({"userid": name, "name": name, "expiresAt": expires_at.to_rfc3339()});
+            (user, false)
         }
-        Ok(Caller::Anonymous) => Response::json(200, &json!({"mode": mode.name(), "user": null})),
-        Err(ApiError::Unauthorized(_)) if request.authorization.is_none() => {
-            // The bad credential was the cookie: the browser drops it.
-            Response::json(200, &json!({"mode": mode.name(), "user": null}))
-                .with_header("set-cookie", session::expire_cookie(request))
-        }
-        Err(ApiError::Unauthorized(_)) => {
-            Response::json(200, &json!({"mode": mode.name(), "user": null}))
-        }
+        Ok(Caller::Anonymous) => (Value::Null, false),
+        // The bad credential was the cookie when no `Authorization` came: the browser drops it.
+        Err(ApiError::Unauthorized(_)) => (Value::Null, request.authorization.is_none()),
         Err(other) => return Err(other),
     };
+    let mut response = Response::json(200, &json!({"mode": mode.name(), "user": user}));
+    if bad_cookie {
+        response = response.with_header("set-cookie", session::expire_cookie(request));
+    }
     Ok(response
         .with_header("cache-control", "no-store")
         .with_header("vary", "Cookie, Authorization"))

@@ -80,7 +80,9 @@ const ALLOW_HEADERS_WITH_ACCOUNTS: &str = "Content-Type, Authorization";
 /// The todo component with accounts off: answers one request, the API's or, on any other path,
 /// the page. Never fails: every error becomes its JSON response.
 pub fn handle(request: &Request, kv: &dyn Kv, now: Timestamp) -> Response {
-    respond(request, ALLOW_HEADERS, |request| route(request, kv, now))
+    respond(request, ALLOW_HEADERS, |request| {
+        route(request, &segments(&request.path), kv, now)
+    })
 }
 
 /// The todo component as its host runs it: accounts as `ctx.config` sets them
@@ -175,7 +177,7 @@ fn route_with_accounts(request: &Request, ctx: &Context, mode: Mode) -> Result<R
         return answer;
     }
     if segments == ["openapi.json"] {
-        return route(request, ctx.kv, ctx.now);
+        return route(request, &segments, ctx.kv, ctx.now);
     }
     let caller = match accounts::caller(request, ctx) {
         Ok(caller) => caller,
@@ -200,7 +202,7 @@ fn route_with_accounts(request: &Request, ctx: &Context, mode: Mode) -> Result<R
         }
         Caller::Anonymous => {
             // The same URL answers differently with a credential: no cache may mix them up.
-            return Ok(route(request, ctx.kv, ctx.now)
+            return Ok(route(request, &segments, ctx.kv, ctx.now)
                 .unwrap_or_else(ApiError::into_response)
                 .with_header("vary", "Cookie, Authorization"));
         }
@@ -209,7 +211,7 @@ fn route_with_accounts(request: &Request, ctx: &Context, mode: Mode) -> Result<R
         Ok(accounts::current_user(&name))
     } else {
         let own = PrefixedKv::new(ctx.kv, user_prefix(&name));
-        route(request, &own, ctx.now)
+        route(request, &segments, &own, ctx.now)
     };
     // One user's answer must never be served to another from a cache.
     Ok(answer
@@ -218,10 +220,15 @@ fn route_with_accounts(request: &Request, ctx: &Context, mode: Mode) -> Result<R
         .with_header("vary", "Cookie, Authorization"))
 }
 
-fn route(request: &Request, kv: &dyn Kv, now: Timestamp) -> Result<Response, ApiError> {
+/// The API's routes, on `segments`, the request path's ([`segments`]).
+fn route(
+    request: &Request,
+    segments: &[&str],
+    kv: &dyn Kv,
+    now: Timestamp,
+) -> Result<Response, ApiError> {
     let path = request.path.as_str();
-    let segments = segments(path);
-    match segments.as_slice() {
+    match segments {
         ["todos"] => todos::collection(request, kv, now),
         ["todos", id] => todos::item(request, id, kv, now),
         ["api", "rule"] => legacy::rule(request, kv, now),

@@ -23,8 +23,8 @@ use crate::layout::session_key;
 
 /// Random bytes per token (256 bits).
 pub const TOKEN_BYTES: usize = 32;
-/// Characters of a token: [`TOKEN_BYTES`] in unpadded base64url.
-pub const TOKEN_LEN: usize = 43;
+/// Characters of a token: [`TOKEN_BYTES`] in unpadded base64url (43).
+pub const TOKEN_LEN: usize = (TOKEN_BYTES * 4).div_ceil(3);
 /// The session cookie's name over plain HTTP.
 pub const COOKIE: &str = "todo_session";
 /// The session cookie's name over HTTPS: the `__Host-` prefix makes browsers demand `Secure`,

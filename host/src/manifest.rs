@@ -337,21 +337,41 @@ pub fn check_variable_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// The variable names `{{ name }}` in `template`, in order.
-fn template_names(template: &str) -> Result<Vec<&str>, String> {
-    let mut names = Vec::new();
+/// A piece of a variable template: text as written, or a `{{ name }}` to fill in.
+enum TemplatePart<'a> {
+    Text(&'a str),
+    Variable(&'a str),
+}
+
+/// `template` in pieces, each `{{ name }}` checked as a variable name: the one parser both the
+/// load-time check and the rendering use.
+fn template_parts(template: &str) -> Result<Vec<TemplatePart<'_>>, String> {
+    let mut parts = Vec::new();
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
+        parts.push(TemplatePart::Text(&rest[..start]));
         let after = &rest[start + 2..];
         let end = after
             .find("}}")
             .ok_or_else(|| format!("'{template}' opens '{{{{' and never closes it"))?;
         let name = after[..end].trim();
         check_variable_name(name)?;
-        names.push(name);
+        parts.push(TemplatePart::Variable(name));
         rest = &after[end + 2..];
     }
-    Ok(names)
+    parts.push(TemplatePart::Text(rest));
+    Ok(parts)
+}
+
+/// The variable names `{{ name }}` in `template`, in order.
+fn template_names(template: &str) -> Result<Vec<&str>, String> {
+    Ok(template_parts(template)?
+        .into_iter()
+        .filter_map(|part| match part {
+            TemplatePart::Variable(name) => Some(name),
+            TemplatePart::Text(_) => None,
+        })
+        .collect())
 }
 
 /// The configuration `component` sees: each of its variables' templates with every
@@ -370,27 +390,28 @@ pub fn render_variables(
     }
     let mut rendered = BTreeMap::new();
     for (key, template) in &component.variables {
+        let parts = template_parts(template).map_err(|err| {
+            anyhow::anyhow!("component '{}', variable '{key}': {err}", component.id)
+        })?;
         let mut value = String::new();
-        let mut rest = template.as_str();
-        while let Some(start) = rest.find("{{") {
-            value.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            let end = after.find("}}").unwrap_or(after.len());
-            let name = after[..end].trim();
-            let given = given
-                .get(name)
-                .or_else(|| declared.get(name).and_then(|v| v.default.as_ref()));
-            let Some(given) = given else {
-                bail!(
-                    "component '{}', variable '{key}': variable '{name}' has no value and no default; \
-                     give it with --config {name}=VALUE",
-                    component.id
-                );
-            };
-            value.push_str(given);
-            rest = after.get(end + 2..).unwrap_or_default();
+        for part in parts {
+            match part {
+                TemplatePart::Text(text) => value.push_str(text),
+                TemplatePart::Variable(name) => {
+                    let given = given
+                        .get(name)
+                        .or_else(|| declared.get(name).and_then(|v| v.default.as_ref()));
+                    let Some(given) = given else {
+                        bail!(
+                            "component '{}', variable '{key}': variable '{name}' has no value and no default; \
+                             give it with --config {name}=VALUE",
+                            component.id
+                        );
+                    };
+                    value.push_str(given);
+                }
+            }
         }
-        value.push_str(rest);
         rendered.insert(key.clone(), value);
     }
     Ok(rendered)

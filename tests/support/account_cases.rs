@@ -12,7 +12,7 @@ use anyhow::Context;
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::{Host, HttpResponse};
+use super::{Host, HttpResponse, titles};
 
 /// The session cookie's name on plain HTTP (`__Host-todo_session` on HTTPS).
 const COOKIE: &str = "todo_session";
@@ -450,15 +450,6 @@ fn json_of(response: HttpResponse) -> (u16, Value) {
     (response.status, response.json())
 }
 
-/// The titles of a `GET /todos` list, in order.
-fn titles(list: &Value) -> Vec<&str> {
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["title"].as_str())
-        .collect()
-}
-
 /// Sends `method path` with `headers` and an optional JSON `body`, and reads the whole answer.
 fn send(
     host: &Host,
@@ -475,3 +466,23 @@ fn send(
         body.map(|b| ("application/json", b)),
     )
 }
+
+/// Calls `$then!` with the name of every case above: each host's suite runs this one list
+/// (`tests/accounts.rs` on `todo-host`, `tests/platforms.rs` on the others). Not every test
+/// binary that includes `support` runs them.
+#[allow(unused_macros)]
+macro_rules! every_account_case {
+    ($then:ident) => {
+        $then!(
+            register_answers_201_and_a_session_cookie,
+            a_new_users_list_is_empty_while_the_public_list_is_not,
+            two_users_do_not_see_each_others_todos_or_ids,
+            sign_out_ends_the_session,
+            a_wrong_password_is_a_200_with_status_error,
+            a_bearer_token_works_and_basic_is_401,
+            anonymous_requests_still_see_the_public_list,
+        );
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use every_account_case;

@@ -252,6 +252,15 @@ pub fn host_logging_to(log: &Path, args: &[&str]) -> anyhow::Result<(std::proces
     Ok((child, format!("http://{address}")))
 }
 
+/// The titles of a `GET /todos` list, in order.
+pub fn titles(list: &Value) -> Vec<&str> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["title"].as_str())
+        .collect()
+}
+
 /// Sends `kill -SIGNAL pid`.
 pub fn signal(pid: u32, signal: &str) -> anyhow::Result<()> {
     let status = Command::new("kill")
