@@ -15,6 +15,37 @@
 //! (`records.rs`): three started, the write, three finished; a create's id and a change's read
 //! of the todo come first. Those are separate calls because `wasi:keyvalue` has no batched
 //! `increment`: each fence is its own call.
+//!
+//! # Why a change cannot take 3
+//!
+//! `PATCH`, `PUT` and `DELETE /todos/{id}` need at least 4 calls under `wasi:keyvalue@0.2.0-draft`
+//! with counts kept exact across crashes and concurrent hosts, whatever the index looks like:
+//!
+//! 1. **The read.** The todo is read first: the answer is 404 when it is missing, and `PATCH`
+//!    and `PUT` keep the fields the body leaves out.
+//! 2. **The write.**
+//! 3. **A mark after it.** Counts that a read trusts without reading every todo need a key that
+//!    every count-changing write changes after its data. Without that mark, a count computed
+//!    just before the data lands stays trusted.
+//! 4. **A mark before it.** If the writer dies between its data and its mark after, the second
+//!    mark never comes. Only a mark written before the data tells a reader that a write may be
+//!    in flight and the counts must be counted again.
+//!
+//! Marks 3 and 4 must be counters changed by `increment`. A key that is merely `set` cannot
+//! count concurrent writers: one writer's "finished" hides another writer that is still in flight.
+//! Neither can ride in a call with the write or the read, because the interface has no such call:
+//! * `increment` names one key;
+//! * `batch` has `get-many`, `set-many` and `delete-many`, and promises neither atomicity nor order
+//!   ("the key-value pairs are not guaranteed to be set in the order they are provided");
+//! * there is no compare-and-swap (draft2 has one, and only Spin serves draft2).
+//!
+//! So one level of fences gives 4 calls, and this three-level index gives 8. Fewer levels would
+//! make reads cost the store's size: counts at a million todos would sum 15,625 block summaries.
+//!
+//! A create is different. Its id `increment` can serve as its mark before, so id, todo and one
+//! counter of creates finished per block would be 3 calls. That design changes what the stored
+//! index means: stores written before it have no such counters, and no call here can record a
+//! one-time baseline for them safely. It is not built.
 
 /// One route's bound. `target` may name `{mid}` (the middle id), `{middle}` (the middle page of
 /// 20) and `{last}` (the last page of 20) of a store; [`RouteTrips::target_for`] fills them in.
