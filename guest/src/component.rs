@@ -85,7 +85,12 @@ mod export {
 #[derive(Default)]
 struct WasiKv {
     bucket: OnceCell<Result<wasi_store::Bucket, KvError>>,
+    value_limit: OnceCell<Option<usize>>,
 }
+
+/// The configuration key under which a host may say the most bytes it stores under one key
+/// (`todo-host` sets it from `--kv-max-value`); read only when a value may be left out.
+pub const VALUE_LIMIT_KEY: &str = "kv_max_value";
 
 impl WasiKv {
     fn bucket(&self) -> Result<&wasi_store::Bucket, KvError> {
@@ -195,6 +200,15 @@ impl Kv for WasiKv {
 
     fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
         batch::delete_many(self.bucket()?, keys).map_err(kv_error)
+    }
+
+    fn value_limit(&self) -> Option<usize> {
+        *self.value_limit.get_or_init(|| {
+            wasi_config::get(VALUE_LIMIT_KEY)
+                .ok()
+                .flatten()
+                .and_then(|text| text.trim().parse().ok())
+        })
     }
 }
 

@@ -20,6 +20,10 @@
 //! * `index/<level>/<n>`: a [`Summary`]: the children's counts and the fence value they were
 //!   computed at.
 //!
+//! A block also has `page/<n>`: a [`Page`], its todos themselves as they were when its summary was
+//! computed, with the same fence value. A list reads the pages of its blocks instead of the todo
+//! keys, so the page of a small store comes in the first batch, with the id counter.
+//!
 //! # Why a summary can be trusted
 //!
 //! A summary is computed by a *reader*: it reads the fence (value `v`, with started =
@@ -29,6 +33,8 @@
 //! after that too, and its "started" increment came after the fence read (had it come before,
 //! started would have exceeded finished at `v`): the fence no longer reads `v`. Writers fence the
 //! outer levels first and finish them last, so a settled parent implies settled children.
+//! A page is trusted by the same rule: every write to a todo key moves its block's fence, so
+//! while the fence reads the page's value, the todo keys hold what the page holds.
 //! Nothing here needs a transaction or compare-and-swap: only `increment`, which every backend
 //! and both drafts of `wasi:keyvalue` make atomic, across any number of host processes.
 //!
@@ -42,7 +48,11 @@
 //!
 //! A batch is one round trip, so reads go level by level, breadth first: a request reads the id
 //! counter together with the first level-3 node and the path down to the page's first block
-//! ([`Store::open_after`]), then at most one batch per level below, then one of todos. One batch call names at most
+//! ([`Store::open_after`]), then at most one batch per level below, then one of todos. The
+//! blocks a page lists come with their pages (the first block's in the first batch), and where
+//! those are current the batch of todos is not needed. Pages are read only where they fit the
+//! batch that the fences and summaries take anyway; a recomputation of the level above reads
+//! only its blocks' counts. One batch call names at most
 //! [`BATCH`] keys (a page of 1,000 todos). That is the guest's own bound, not a copy of a
 //! host's: a host whose limit is lower splits a batch itself (`todo-host` does,
 //! `--kv-max-batch-keys`), so the guest needs to know nothing of it, and asks the store nothing
@@ -90,6 +100,18 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stuck: Option<[u64; 2]>,
 }
+
+/// What `page/<n>` holds: the todos of block `n` when the block's fence read `fence`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Page {
+    pub fence: u64,
+    pub todos: Vec<TodoRecord>,
+}
+
+/// The largest page stored, in bytes: past it, a page costs more to read than the few todos a
+/// list wants from it, and the block's todos are read from their own keys. A host whose values
+/// are smaller (`Kv::value_limit`) gets pages no larger than its limit.
+pub const PAGE_MAX_BYTES: usize = 16 * 1024;
 
 /// The counts of one node's children.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +199,11 @@ impl Node {
     fn summary_key(self) -> String {
         layout::summary_key(self.level, self.n)
     }
+
+    /// The ids of this block that may have been issued by `max_id` (id 0 never is).
+    fn issued_ids(self, max_id: u64) -> std::ops::RangeInclusive<u64> {
+        self.first().max(1)..=self.last().min(max_id)
+    }
 }
 
 /// The nodes a write to todo `id` fences, outermost first.
@@ -243,8 +270,11 @@ pub struct Store<'a> {
     prefetched: RefCell<Vec<Prefetched>>,
     /// Summaries recomputed, to store in one batch ([`Store::flush`]).
     recomputed: RefCell<Vec<(String, Vec<u8>)>>,
-    /// The todo keys read so far, by id: `None` where there was no todo.
-    read: RefCell<HashMap<u64, Option<Vec<u8>>>>,
+    /// Pages of the blocks recomputed, stored with the summaries.
+    pages: RefCell<Vec<(String, Vec<u8>)>>,
+    /// The todos known so far, by id: read from their keys or from a trusted page; `None` where
+    /// there was no todo.
+    read: RefCell<HashMap<u64, Option<TodoRecord>>>,
 }
 
 /// Level-3 nodes whose fence and summary come with the id counter: the whole top of the tree up
@@ -255,11 +285,12 @@ pub struct Store<'a> {
 /// `bench/run.sh`'s section floor).
 const TOP_PREFETCH: u64 = 1;
 
-/// A node's fence and summary, as [`Store::open_after`] read them.
+/// A node's fence and summary (and a block's page), as [`Store::open_after`] read them.
 struct Prefetched {
     node: Node,
     fence: Option<Vec<u8>>,
     summary: Option<Vec<u8>>,
+    page: Option<Vec<u8>>,
 }
 
 /// What the fence and summary of a node, read together, say.
@@ -303,25 +334,31 @@ impl<'a> Store<'a> {
         if !nodes.contains(&Node::of(after, LEVELS)) {
             nodes.push(Node::of(after, LEVELS));
         }
+        let first_block = Node::of(after, 1);
         let mut keys = vec![NEXT_ID_KEY.to_string()];
         keys.extend(
             nodes
                 .iter()
                 .flat_map(|node| [node.fence_key(), node.summary_key()]),
         );
+        keys.push(layout::page_key(first_block.n));
         let mut values = kv
             .get_many(&keys)?
             .into_iter()
             .map(|found| found.map(|(_, value)| value));
         let max_id = max_id(values.next().flatten().as_deref())?;
-        let prefetched = nodes
+        let mut prefetched: Vec<Prefetched> = nodes
             .into_iter()
             .map(|node| Prefetched {
                 node,
                 fence: values.next().flatten(),
                 summary: values.next().flatten(),
+                page: None,
             })
             .collect();
+        if let Some(block) = prefetched.iter_mut().find(|p| p.node == first_block) {
+            block.page = values.next().flatten();
+        }
         Ok(Self {
             kv,
             now,
@@ -329,6 +366,7 @@ impl<'a> Store<'a> {
             counts: RefCell::new(HashMap::new()),
             prefetched: RefCell::new(prefetched),
             recomputed: RefCell::new(Vec::new()),
+            pages: RefCell::new(Vec::new()),
             read: RefCell::new(HashMap::new()),
         })
     }
@@ -336,9 +374,23 @@ impl<'a> Store<'a> {
     /// Stores the summaries this view recomputed, in one batch, for the requests after it; a
     /// view that is not flushed leaves them to be recomputed again (slower, never wrong: a
     /// summary is trusted by its fence, whenever it was written).
+    ///
+    /// Pages go in the same batch. Should that batch fail, the summaries are stored again
+    /// without them: a page only saves reads, and a store that refuses it must still count.
     pub fn flush(&self) -> Result<(), ApiError> {
-        let recomputed = self.recomputed.take();
-        for chunk in recomputed.chunks(BATCH) {
+        let summaries = self.recomputed.take();
+        let pages = self.pages.take();
+        if pages.is_empty() {
+            return self.store_entries(&summaries);
+        }
+        let mut both = summaries.clone();
+        both.extend(pages);
+        self.store_entries(&both)
+            .or_else(|_| self.store_entries(&summaries))
+    }
+
+    fn store_entries(&self, entries: &[(String, Vec<u8>)]) -> Result<(), ApiError> {
+        for chunk in entries.chunks(BATCH) {
             self.kv.set_many(chunk)?;
         }
         Ok(())
@@ -388,7 +440,7 @@ impl<'a> Store<'a> {
     fn read_records(&self, ids: &[u64], fresh: bool) -> Result<Vec<TodoRecord>, ApiError> {
         let keys: Vec<String> = ids.iter().map(|id| layout::todo_key(*id)).collect();
         if !fresh && self.read.borrow().is_empty() {
-            // Nothing read before (a page, as a rule): straight from one batch, nothing kept.
+            // Nothing read before: straight from one batch, nothing kept.
             let values = self.get_many(&keys)?;
             return decode_found(&keys, values.iter().map(Option::as_deref));
         }
@@ -403,15 +455,64 @@ impl<'a> Store<'a> {
         if !missing.is_empty() {
             let missing_keys: Vec<String> = missing.iter().map(|i| keys[*i].clone()).collect();
             let values = self.get_many(&missing_keys)?;
-            self.read
-                .borrow_mut()
-                .extend(missing.iter().map(|i| ids[*i]).zip(values));
+            let mut read = self.read.borrow_mut();
+            for (i, value) in missing.iter().zip(values) {
+                let record = value
+                    .map(|bytes| layout::decode(&keys[*i], &bytes))
+                    .transpose()?;
+                read.insert(ids[*i], record);
+            }
         }
         let read = self.read.borrow();
-        decode_found(
-            &keys,
-            ids.iter().map(|id| read.get(id).and_then(Option::as_deref)),
-        )
+        Ok(ids
+            .iter()
+            .filter_map(|id| read.get(id).cloned().flatten())
+            .collect())
+    }
+
+    /// Takes the todos of block `node` from `page` when the page was stored at `fence`, the
+    /// block's current fence; a page from any other fence is ignored.
+    fn adopt_page(&self, node: Node, fence: u64, page: &[u8]) {
+        // A page that does not parse is as good as none: the todo keys are read instead.
+        let Ok(page) = serde_json::from_slice::<Page>(page) else {
+            return;
+        };
+        if page.fence != fence {
+            return;
+        }
+        let mut todos: HashMap<u64, TodoRecord> =
+            page.todos.into_iter().map(|todo| (todo.id, todo)).collect();
+        let mut read = self.read.borrow_mut();
+        for id in node.issued_ids(self.max_id) {
+            read.entry(id).or_insert_with(|| todos.remove(&id));
+        }
+    }
+
+    /// The page of block `node`, just recomputed at settled `fence` from its todo keys, for
+    /// [`Store::flush`] to store; none when it would be larger than a page may be.
+    fn keep_page(&self, node: Node, fence: u64) -> Result<(), ApiError> {
+        let page = {
+            let read = self.read.borrow();
+            Page {
+                fence,
+                todos: node
+                    .issued_ids(self.max_id)
+                    .filter_map(|id| read.get(&id).cloned().flatten())
+                    .collect(),
+            }
+        };
+        let bytes = serde_json::to_vec(&page)
+            .map_err(|err| ApiError::Store(format!("cannot encode the page of a block: {err}")))?;
+        let limit = self
+            .kv
+            .value_limit()
+            .map_or(PAGE_MAX_BYTES, |limit| limit.min(PAGE_MAX_BYTES));
+        if bytes.len() <= limit {
+            self.pages
+                .borrow_mut()
+                .push((layout::page_key(node.n), bytes));
+        }
+        Ok(())
     }
 
     /// The level-3 nodes up to the highest id: the top of the tree.
@@ -595,6 +696,9 @@ impl<'a> Store<'a> {
                     && let Trust::Current(summary) =
                         self.trust(*node, found.fence.as_deref(), found.summary.as_deref())?
                 {
+                    if let (Some(page), Some(fence)) = (&found.page, summary.fence) {
+                        self.adopt_page(*node, fence, page);
+                    }
                     result[i] = Some(Counts::from_summary(&summary));
                     continue;
                 }
@@ -603,7 +707,7 @@ impl<'a> Store<'a> {
         }
         if !rest.is_empty() {
             let missing: Vec<Node> = rest.iter().map(|i| nodes[*i]).collect();
-            for (i, counts) in rest.into_iter().zip(self.load(&missing)?) {
+            for (i, counts) in rest.into_iter().zip(self.load(&missing, true)?) {
                 result[i] = Some(counts);
             }
         }
@@ -611,12 +715,27 @@ impl<'a> Store<'a> {
     }
 
     /// Reads the fences and summaries of `nodes`; recomputes the ones that cannot be trusted.
-    fn load(&self, nodes: &[Node]) -> Result<Vec<Counts>, ApiError> {
-        let keys: Vec<String> = nodes
+    /// `with_pages`: blocks come with their pages, for a list that will want their todos (not
+    /// for a recomputation of the level above, which wants only their counts).
+    fn load(&self, nodes: &[Node], with_pages: bool) -> Result<Vec<Counts>, ApiError> {
+        // Pages only where they fit the batch the fences and summaries take anyway: a sparse
+        // store's page may span up to a thousand blocks, and a page read must not add a trip.
+        let blocks = nodes.iter().filter(|node| node.level == 1).count();
+        let with_pages = with_pages
+            && (2 * nodes.len() + blocks).div_ceil(BATCH) == (2 * nodes.len()).div_ceil(BATCH);
+        let paged = |node: &Node| with_pages && node.level == 1;
+        let mut keys: Vec<String> = nodes
             .iter()
             .flat_map(|node| [node.fence_key(), node.summary_key()])
             .collect();
+        keys.extend(
+            nodes
+                .iter()
+                .filter(|node| paged(node))
+                .map(|node| layout::page_key(node.n)),
+        );
         let values = self.get_many(&keys)?;
+        let mut pages = values[2 * nodes.len()..].iter();
         let mut result: Vec<Option<Counts>> = vec![None; nodes.len()];
         // Nodes to recompute: index, the fence read before the data, and the summary to store
         // afterwards (with counts filled in when the fence was settled).
@@ -626,12 +745,18 @@ impl<'a> Store<'a> {
                 result[i] = Some(Counts::default());
                 continue;
             }
+            let page = if paged(node) { pages.next() } else { None };
             match self.trust(
                 *node,
                 values[2 * i].as_deref(),
                 values[2 * i + 1].as_deref(),
             )? {
-                Trust::Current(summary) => result[i] = Some(Counts::from_summary(&summary)),
+                Trust::Current(summary) => {
+                    if let (Some(Some(page)), Some(fence)) = (page, summary.fence) {
+                        self.adopt_page(*node, fence, page);
+                    }
+                    result[i] = Some(Counts::from_summary(&summary));
+                }
                 Trust::Stale(fence, summary) => {
                     let fence = self.settle(*node, fence, &summary)?;
                     stale.push((i, fence, summary));
@@ -665,6 +790,9 @@ impl<'a> Store<'a> {
                     self.recomputed
                         .borrow_mut()
                         .push((nodes[i].summary_key(), bytes));
+                }
+                if settled(fence) && !empty && nodes[i].level == 1 {
+                    self.keep_page(nodes[i], fence)?;
                 }
                 result[i] = Some(counts);
             }
@@ -721,7 +849,7 @@ impl<'a> Store<'a> {
             .collect();
         // Read afresh, after this level's fences: counts cached earlier in the request may
         // predate them (see "Why a summary can be trusted").
-        let counts = self.load(&children)?;
+        let counts = self.load(&children, false)?;
         self.counts
             .borrow_mut()
             .extend(children.iter().copied().zip(counts.iter().cloned()));

@@ -52,6 +52,12 @@ pub trait Kv {
     fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError>;
     /// Deletes all of `keys`; the same bound as [`Kv::get_many`].
     fn delete_many(&self, keys: &[String]) -> Result<(), KvError>;
+    /// The most bytes this store keeps under one key, when its host says (`None`: no limit
+    /// known). Only values the logic may leave out consult it (an index page); a todo is stored
+    /// or refused by the host as it is.
+    fn value_limit(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A bucket seen through a key prefix: every key the logic names is `prefix` + key. A signed-in
@@ -127,6 +133,10 @@ impl Kv for PrefixedKv<'_> {
     fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
         self.inner.delete_many(&self.keys(keys))
     }
+
+    fn value_limit(&self) -> Option<usize> {
+        self.inner.value_limit()
+    }
 }
 
 /// An in-memory bucket: for tests, and for native callers of the logic.
@@ -136,6 +146,8 @@ impl Kv for PrefixedKv<'_> {
 #[derive(Debug, Default)]
 pub struct MemoryKv {
     entries: RefCell<BTreeMap<String, Vec<u8>>>,
+    /// The most bytes a value may hold, as a host's `--kv-max-value`; `None`: any.
+    max_value: Option<usize>,
 }
 
 /// Keys per `list_keys` page of [`MemoryKv`].
@@ -145,6 +157,25 @@ impl MemoryKv {
     /// An empty bucket.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty bucket that refuses values over `max_value` bytes, as a host with that
+    /// `--kv-max-value` does, and says so through [`Kv::value_limit`].
+    pub fn with_value_limit(max_value: usize) -> Self {
+        Self {
+            max_value: Some(max_value),
+            ..Self::default()
+        }
+    }
+
+    fn check_value(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        match self.max_value {
+            Some(max) if value.len() > max => Err(KvError(format!(
+                "the value for '{key}' is {} bytes; this bucket stores at most {max}",
+                value.len()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Number of keys stored.
@@ -169,6 +200,7 @@ impl Kv for MemoryKv {
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.check_value(key, value)?;
         self.entries
             .borrow_mut()
             .insert(key.to_string(), value.to_vec());
@@ -226,6 +258,9 @@ impl Kv for MemoryKv {
 
     fn set_many(&self, entries: &[(String, Vec<u8>)]) -> Result<(), KvError> {
         check_batch(entries)?;
+        for (key, value) in entries {
+            self.check_value(key, value)?;
+        }
         let mut stored = self.entries.borrow_mut();
         for (key, value) in entries {
             stored.insert(key.clone(), value.clone());
@@ -240,6 +275,10 @@ impl Kv for MemoryKv {
             entries.remove(key);
         }
         Ok(())
+    }
+
+    fn value_limit(&self) -> Option<usize> {
+        self.max_value
     }
 }
 

@@ -11,6 +11,9 @@
 //! * `fence/<level>/<n>` ([`fence_key`]) and `index/<level>/<n>` ([`summary_key`]) → the id index
 //!   (`index.rs`): per range of ids, a fence counter and a summary of how many todos (and
 //!   completed ones) it holds.
+//! * `page/<n>` ([`page_key`]) → the todos of block `n` (ids `n·64 ..= n·64 + 63`) as one JSON
+//!   value, with the fence it was taken at: what a list reads instead of the todo keys while that
+//!   fence holds (`index.rs`).
 //!
 //! * accounts (`accounts.rs`, `session.rs`), only when the operator turns them on:
 //!   `account/<name>` ([`account_key`]) → the account, its password hash included;
@@ -48,6 +51,11 @@ pub fn fence_key(level: u8, n: u64) -> String {
 /// The key of the summary of index node `n` of `level`.
 pub fn summary_key(level: u8, n: u64) -> String {
     format!("index/{level}/{n}")
+}
+
+/// The key of the page of block `n`: its todos, kept beside its summary (`index.rs`).
+pub fn page_key(n: u64) -> String {
+    format!("page/{n}")
 }
 
 /// The prefix of every key of user `name`'s own list. Names hold no `/` (`accounts.rs` checks),

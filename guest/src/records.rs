@@ -142,10 +142,13 @@ pub fn delete_all(kv: &dyn Kv, now: Timestamp) -> Result<(), ApiError> {
                 let blocks = children_with_todos(*l2, counts);
                 let mut fences = vec![*l2];
                 fences.extend(&blocks);
+                // The blocks' pages go too: a page whose fence moved is never read, but it
+                // need not stay behind in the store.
                 let keys: Vec<String> = blocks
                     .iter()
                     .flat_map(|block| ids_of(*block))
                     .map(todo_key)
+                    .chain(blocks.iter().map(|block| layout::page_key(block.n)))
                     .collect();
                 index::fenced(kv, &fences, || store.delete_many(&keys))?;
             }

@@ -10,7 +10,11 @@
 //!
 //! A read fetches the id counter, the first node of the index's top and the path down to the
 //! page's first block in one batch (`index::Store::open_after`), then one batch per level the
-//! page still needs, then its todos. Past id 262,143 the rest of the top costs one more batch,
+//! page still needs, then its todos. A block whose summary was computed by a read of this
+//! version also has a page (`page/<n>`, its todos) that comes with its summary, so such a list
+//! needs no batch of todos: a small store's `GET /todos` is then one trip
+//! (`guest/tests/pages.rs`). The bounds below are for stores without pages (as seeded by
+//! `index::dense_entries`). Past id 262,143 the rest of the top costs one more batch,
 //! so a deep `/api/rule` page of a store that large takes 5. A write is its fences around its one write
 //! (`records.rs`): three started, the write, three finished; a create's id and a change's read
 //! of the todo come first. Those are separate calls because `wasi:keyvalue` has no batched

@@ -645,7 +645,7 @@ fn ten_thousand_mixed_operations_never_cross_from_one_list_to_another() {
     }
     // Every key of the bucket is the public list's, an account's, or under its owner's prefix.
     for key in app.kv.snapshot().keys() {
-        let public = ["todo/", "meta/", "fence/", "index/"]
+        let public = ["todo/", "meta/", "fence/", "index/", "page/"]
             .iter()
             .any(|prefix| key.starts_with(prefix));
         let accounts = ["account/", "account-claim/", "session/", "limit/"]

@@ -530,3 +530,93 @@ fn round_trips_per_route_are_bounded_at_any_store_size() {
         }
     }
 }
+
+/// Titles of a `GET /todos` answer, by id.
+fn titles_by_id(kv: &dyn Kv) -> Vec<(u64, String)> {
+    let response = send(kv, Request::new("GET", "/todos"));
+    assert_eq!(response.status, 200, "{:?}", response.body_json());
+    let mut titles: Vec<(u64, String)> = response
+        .body_json()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|todo| {
+            let title = todo["title"].as_str().unwrap_or_default().to_string();
+            (todo["id"].as_u64().unwrap_or_default(), title)
+        })
+        .collect();
+    titles.sort();
+    titles
+}
+
+#[test]
+fn once_its_block_is_recomputed_a_small_list_is_one_round_trip_and_shows_every_write() {
+    let kv = CountingKv::default();
+    create(&kv, 10);
+    // The first read recomputes block 0 and stores its page beside its summary.
+    trips(&kv, "GET", "/todos?limit=10", None);
+    assert!(
+        kv.inner.get("page/0").ok().flatten().is_some(),
+        "a page is stored"
+    );
+    assert_eq!(trips(&kv, "GET", "/todos?limit=10", None), 1);
+    assert_eq!(trips(&kv, "GET", "/todos?limit=5&after=3", None), 1);
+    // A write moves the block's fence: the page is not trusted until recomputed, so the read
+    // after it shows the write, and so do the one-trip reads after that.
+    let patched = send(
+        &kv,
+        Request::new("PATCH", "/todos/4").with_json(r#"{"title":"changed"}"#),
+    );
+    assert_eq!(patched.status, 200);
+    let deleted = send(&kv, Request::new("DELETE", "/todos/7"));
+    assert_eq!(deleted.status, 204);
+    for round in 0..2 {
+        let titles = titles_by_id(&kv);
+        assert_eq!(titles.len(), 9, "round {round}: {titles:?}");
+        assert!(titles.contains(&(4, "changed".to_string())), "{titles:?}");
+        assert!(!titles.iter().any(|(id, _)| *id == 7), "{titles:?}");
+    }
+    assert_eq!(trips(&kv, "GET", "/todos?limit=10", None), 1);
+}
+
+#[test]
+fn a_page_is_read_only_at_the_fence_it_was_taken_at() {
+    let kv = MemoryKv::new();
+    create(&kv, 5);
+    send(&kv, Request::new("GET", "/todos"));
+    let stored = kv.get("page/0").ok().flatten().expect("a page is stored");
+    let mut page: index::Page = serde_json::from_slice(&stored).expect("a page parses");
+    assert_eq!(page.todos.len(), 5);
+    page.todos[0].title = "only in the page".into();
+    // At another fence, the page is ignored: the list comes from the todo keys.
+    let forged = index::Page {
+        fence: page.fence + 1,
+        todos: page.todos.clone(),
+    };
+    kv.set("page/0", &serde_json::to_vec(&forged).expect("encodes"))
+        .expect("memory set");
+    assert_eq!(titles_by_id(&kv)[0], (1, "t0".to_string()));
+    // At the block's fence, it is what the list shows: the rule, not luck, keeps pages out.
+    kv.set("page/0", &serde_json::to_vec(&page).expect("encodes"))
+        .expect("memory set");
+    assert_eq!(titles_by_id(&kv)[0], (1, "only in the page".to_string()));
+}
+
+#[test]
+fn a_host_that_keeps_small_values_gets_no_pages_and_lists_as_before() {
+    // Each todo fits 300 bytes; a page of several does not.
+    let kv = MemoryKv::with_value_limit(300);
+    create(&kv, 6);
+    for _ in 0..2 {
+        let titles = titles_by_id(&kv);
+        assert_eq!(titles.len(), 6, "{titles:?}");
+    }
+    assert!(
+        !kv.snapshot().keys().any(|key| key.starts_with("page/")),
+        "no page larger than the host keeps"
+    );
+    assert!(
+        kv.get("index/1/0").ok().flatten().is_some(),
+        "summaries are"
+    );
+}

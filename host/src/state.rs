@@ -29,6 +29,8 @@ pub struct RequestState {
     kv_access: Arc<KvAccess>,
     kv_budget: KvBudget,
     config: ConfigValues,
+    /// `--kv-max-value`, which the configuration also tells the component.
+    kv_max_value: usize,
     memory: MemoryLimit,
     /// Keeps the engine's epoch ticker running while this request's instance lives.
     _ticking: Option<Ticking>,
@@ -64,6 +66,7 @@ impl RequestState {
             kv_access,
             kv_budget: KvBudget::new(limits.kv, kv_calls),
             config,
+            kv_max_value: limits.kv.max_value,
             memory: MemoryLimit {
                 max: limits.max_memory,
                 hit: false,
@@ -89,7 +92,10 @@ impl RequestState {
 
     /// The view the `wasi:config` host implementation reads.
     pub fn config(&mut self) -> ConfigView<'_> {
-        ConfigView(&self.config)
+        ConfigView {
+            values: &self.config,
+            kv_max_value: self.kv_max_value,
+        }
     }
 
     /// The view the `wasi:keyvalue` host implementation works on.
