@@ -113,6 +113,12 @@ pub struct Page {
 /// are smaller (`Kv::value_limit`) gets pages no larger than its limit.
 pub const PAGE_MAX_BYTES: usize = 16 * 1024;
 
+/// The most bytes of pages one request stores. A read that recomputes a thousand blocks at once
+/// (after a delete spread across the whole store) keeps pages for the first few only: the
+/// component's memory holds every byte a request allocates until it ends, and a page only saves
+/// reads. Blocks recomputed past this get theirs at their next recomputation.
+pub const PAGES_PER_REQUEST_BYTES: usize = 256 * 1024;
+
 /// The counts of one node's children.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counts {
@@ -272,9 +278,12 @@ pub struct Store<'a> {
     recomputed: RefCell<Vec<(String, Vec<u8>)>>,
     /// Pages of the blocks recomputed, stored with the summaries.
     pages: RefCell<Vec<(String, Vec<u8>)>>,
+    /// The bytes of the pages built, kept or not, held to [`PAGES_PER_REQUEST_BYTES`].
+    page_bytes: std::cell::Cell<usize>,
     /// The todos known so far, by id: read from their keys or from a trusted page; `None` where
     /// there was no todo.
-    read: RefCell<HashMap<u64, Option<TodoRecord>>>,
+    /// Boxed, so that the many ids a recomputation finds empty cost a pointer each.
+    read: RefCell<HashMap<u64, Option<Box<TodoRecord>>>>,
 }
 
 /// Level-3 nodes whose fence and summary come with the id counter: the whole top of the tree up
@@ -367,6 +376,7 @@ impl<'a> Store<'a> {
             prefetched: RefCell::new(prefetched),
             recomputed: RefCell::new(Vec::new()),
             pages: RefCell::new(Vec::new()),
+            page_bytes: std::cell::Cell::new(0),
             read: RefCell::new(HashMap::new()),
         })
     }
@@ -378,15 +388,14 @@ impl<'a> Store<'a> {
     /// Pages go in the same batch. Should that batch fail, the summaries are stored again
     /// without them: a page only saves reads, and a store that refuses it must still count.
     pub fn flush(&self) -> Result<(), ApiError> {
-        let summaries = self.recomputed.take();
-        let pages = self.pages.take();
-        if pages.is_empty() {
-            return self.store_entries(&summaries);
-        }
-        let mut both = summaries.clone();
-        both.extend(pages);
-        self.store_entries(&both)
-            .or_else(|_| self.store_entries(&summaries))
+        let mut entries = self.recomputed.take();
+        let summaries = entries.len();
+        entries.extend(self.pages.take());
+        self.store_entries(&entries)
+            .or_else(|err| match summaries == entries.len() {
+                true => Err(err),
+                false => self.store_entries(&entries[..summaries]),
+            })
     }
 
     fn store_entries(&self, entries: &[(String, Vec<u8>)]) -> Result<(), ApiError> {
@@ -432,18 +441,22 @@ impl<'a> Store<'a> {
 
     /// The todos of `ids` that exist, in the order of `ids`.
     pub fn records(&self, ids: &[u64]) -> Result<Vec<TodoRecord>, ApiError> {
-        self.read_records(ids, false)
-    }
-
-    /// [`Store::records`]; `fresh`: read every one from the store, even if this view has read
-    /// it already (a recomputation must read after its fence).
-    fn read_records(&self, ids: &[u64], fresh: bool) -> Result<Vec<TodoRecord>, ApiError> {
-        let keys: Vec<String> = ids.iter().map(|id| layout::todo_key(*id)).collect();
-        if !fresh && self.read.borrow().is_empty() {
+        if self.read.borrow().is_empty() {
             // Nothing read before: straight from one batch, nothing kept.
+            let keys: Vec<String> = ids.iter().map(|id| layout::todo_key(*id)).collect();
             let values = self.get_many(&keys)?;
             return decode_found(&keys, values.iter().map(Option::as_deref));
         }
+        self.fetch(ids, false)?;
+        let read = self.read.borrow();
+        Ok(ids
+            .iter()
+            .filter_map(|id| read.get(id).and_then(|todo| todo.as_deref().cloned()))
+            .collect())
+    }
+
+    /// Reads the todos of `ids` into this view: those it does not know yet, or (`fresh`) all.
+    fn fetch(&self, ids: &[u64], fresh: bool) -> Result<(), ApiError> {
         // Todos this view already read (recomputing a block) are not read again for a page: the
         // page's ids came from the counts those very reads gave.
         let missing: Vec<usize> = {
@@ -452,22 +465,17 @@ impl<'a> Store<'a> {
                 .filter(|i| fresh || !read.contains_key(&ids[*i]))
                 .collect()
         };
-        if !missing.is_empty() {
-            let missing_keys: Vec<String> = missing.iter().map(|i| keys[*i].clone()).collect();
-            let values = self.get_many(&missing_keys)?;
-            let mut read = self.read.borrow_mut();
-            for (i, value) in missing.iter().zip(values) {
-                let record = value
-                    .map(|bytes| layout::decode(&keys[*i], &bytes))
-                    .transpose()?;
-                read.insert(ids[*i], record);
-            }
+        if missing.is_empty() {
+            return Ok(());
         }
-        let read = self.read.borrow();
-        Ok(ids
-            .iter()
-            .filter_map(|id| read.get(id).cloned().flatten())
-            .collect())
+        let keys: Vec<String> = missing.iter().map(|i| layout::todo_key(ids[*i])).collect();
+        let values = self.get_many(&keys)?;
+        let mut read = self.read.borrow_mut();
+        for ((i, key), value) in missing.iter().zip(&keys).zip(values) {
+            let record = value.map(|bytes| layout::decode(key, &bytes)).transpose()?;
+            read.insert(ids[*i], record.map(Box::new));
+        }
+        Ok(())
     }
 
     /// Takes the todos of block `node` from `page` when the page was stored at `fence`, the
@@ -480,8 +488,11 @@ impl<'a> Store<'a> {
         if page.fence != fence {
             return;
         }
-        let mut todos: HashMap<u64, TodoRecord> =
-            page.todos.into_iter().map(|todo| (todo.id, todo)).collect();
+        let mut todos: HashMap<u64, Box<TodoRecord>> = page
+            .todos
+            .into_iter()
+            .map(|todo| (todo.id, Box::new(todo)))
+            .collect();
         let mut read = self.read.borrow_mut();
         for id in node.issued_ids(self.max_id) {
             read.entry(id).or_insert_with(|| todos.remove(&id));
@@ -491,13 +502,16 @@ impl<'a> Store<'a> {
     /// The page of block `node`, just recomputed at settled `fence` from its todo keys, for
     /// [`Store::flush`] to store; none when it would be larger than a page may be.
     fn keep_page(&self, node: Node, fence: u64) -> Result<(), ApiError> {
+        if self.page_bytes.get() >= PAGES_PER_REQUEST_BYTES {
+            return Ok(());
+        }
         let page = {
             let read = self.read.borrow();
             Page {
                 fence,
                 todos: node
                     .issued_ids(self.max_id)
-                    .filter_map(|id| read.get(&id).cloned().flatten())
+                    .filter_map(|id| read.get(&id).and_then(|todo| todo.as_deref().cloned()))
                     .collect(),
             }
         };
@@ -507,7 +521,10 @@ impl<'a> Store<'a> {
             .kv
             .value_limit()
             .map_or(PAGE_MAX_BYTES, |limit| limit.min(PAGE_MAX_BYTES));
-        if bytes.len() <= limit {
+        // Charged whether kept or not: a page built and dropped stays in memory just the same.
+        let spent = self.page_bytes.get() + bytes.len();
+        self.page_bytes.set(spent);
+        if bytes.len() <= limit && spent <= PAGES_PER_REQUEST_BYTES {
             self.pages
                 .borrow_mut()
                 .push((layout::page_key(node.n), bytes));
@@ -831,7 +848,14 @@ impl<'a> Store<'a> {
                 .flat_map(|node| (0..FANOUT).map(move |c| node.child(c).n))
                 .filter(|id| *id >= 1 && *id <= self.max_id)
                 .collect();
-            for todo in self.read_records(&ids, true)? {
+            // Into this view's todos only: a copy handed back would stay in the instance's
+            // memory until the request ends, and a recomputation may span thousands of blocks.
+            self.fetch(&ids, true)?;
+            let read = self.read.borrow();
+            for id in &ids {
+                let Some(Some(todo)) = read.get(id) else {
+                    continue;
+                };
                 let i = nodes
                     .iter()
                     .position(|node| *node == Node::of(todo.id, 1))

@@ -620,3 +620,26 @@ fn a_host_that_keeps_small_values_gets_no_pages_and_lists_as_before() {
         "summaries are"
     );
 }
+
+#[test]
+fn a_read_that_recomputes_many_blocks_keeps_pages_within_its_budget() {
+    let kv = MemoryKv::new();
+    create(&kv, 3_000);
+    let (all, _) = follow(&kv, "/todos");
+    assert_eq!(all, (1..=3_000).collect::<Vec<_>>());
+    let page_bytes: usize = kv
+        .snapshot()
+        .iter()
+        .filter(|(key, _)| key.starts_with("page/"))
+        .map(|(_, value)| value.len())
+        .sum();
+    assert!(page_bytes > 0, "some blocks got pages");
+    assert!(
+        page_bytes <= index::PAGES_PER_REQUEST_BYTES,
+        "{page_bytes} bytes of pages from one read"
+    );
+    assert!(
+        kv.get("index/1/46").ok().flatten().is_some(),
+        "every block's summary is stored, page or not"
+    );
+}
