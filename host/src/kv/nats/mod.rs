@@ -264,18 +264,41 @@ impl NatsBackend {
                         stream
                     }
                     // Another host may have created it meanwhile, perhaps with other settings.
-                    Err(create_err) => match self.jetstream.get_stream(&stream_name).await {
-                        Ok(stream) => {
-                            self.warn_if_different(&nats_name, &stream);
-                            stream
+                    // Or the create got no answer in time and the cluster is still making it (a
+                    // stream of three replicas elects its leader first, slowly on a busy
+                    // machine): then it is looked for again until the operation's deadline.
+                    Err(create_err) => {
+                        let timed_out = matches!(
+                            create_err.kind(),
+                            jetstream::context::CreateKeyValueErrorKind::TimedOut
+                        );
+                        let found = self
+                            .retrying(|| async {
+                                self.jetstream
+                                    .get_stream(&stream_name)
+                                    .await
+                                    .map_err(|err| match timed_out {
+                                        true => Attempt::Transient(error_chain(&err)),
+                                        false => Attempt::Failed(KvError::new(
+                                            "not found",
+                                            error_chain(&err),
+                                        )),
+                                    })
+                            })
+                            .await;
+                        match found {
+                            Ok(stream) => {
+                                self.warn_if_different(&nats_name, &stream);
+                                stream
+                            }
+                            Err(_) => {
+                                return Err(KvError::new(
+                                    format!("cannot create {}", context()),
+                                    error_chain(&create_err),
+                                ));
+                            }
                         }
-                        Err(_) => {
-                            return Err(KvError::new(
-                                format!("cannot create {}", context()),
-                                error_chain(&create_err),
-                            ));
-                        }
-                    },
+                    }
                 }
             }
             Err(err) => {
