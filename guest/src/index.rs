@@ -281,8 +281,8 @@ pub struct Store<'a> {
     /// The bytes of the pages built, kept or not, held to [`PAGES_PER_REQUEST_BYTES`].
     page_bytes: std::cell::Cell<usize>,
     /// The todos known so far, by id: read from their keys or from a trusted page; `None` where
-    /// there was no todo.
-    /// Boxed, so that the many ids a recomputation finds empty cost a pointer each.
+    /// there was no todo. Boxed, so that the many ids a recomputation finds empty cost a
+    /// pointer each.
     read: RefCell<HashMap<u64, Option<Box<TodoRecord>>>>,
 }
 
@@ -391,11 +391,12 @@ impl<'a> Store<'a> {
         let mut entries = self.recomputed.take();
         let summaries = entries.len();
         entries.extend(self.pages.take());
-        self.store_entries(&entries)
-            .or_else(|err| match summaries == entries.len() {
-                true => Err(err),
-                false => self.store_entries(&entries[..summaries]),
-            })
+        self.store_entries(&entries).or_else(|err| {
+            if summaries == entries.len() {
+                return Err(err);
+            }
+            self.store_entries(&entries[..summaries])
+        })
     }
 
     fn store_entries(&self, entries: &[(String, Vec<u8>)]) -> Result<(), ApiError> {
@@ -488,14 +489,14 @@ impl<'a> Store<'a> {
         if page.fence != fence {
             return;
         }
-        let mut todos: HashMap<u64, Box<TodoRecord>> = page
-            .todos
-            .into_iter()
-            .map(|todo| (todo.id, Box::new(todo)))
-            .collect();
+        let ids = node.issued_ids(self.max_id);
         let mut read = self.read.borrow_mut();
-        for id in node.issued_ids(self.max_id) {
-            read.entry(id).or_insert_with(|| todos.remove(&id));
+        for todo in page.todos.into_iter().filter(|todo| ids.contains(&todo.id)) {
+            read.entry(todo.id).or_insert(Some(Box::new(todo)));
+        }
+        // The ids of the block the page does not hold have no todo.
+        for id in ids {
+            read.entry(id).or_insert(None);
         }
     }
 

@@ -171,7 +171,7 @@ impl MemoryKv {
     fn check_value(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
         match self.max_value {
             Some(max) if value.len() > max => Err(KvError(format!(
-                "the value for '{key}' is {} bytes; this bucket stores at most {max}",
+                "the value for '{key}' is {} bytes; this bucket stores at most {max} bytes",
                 value.len()
             ))),
             _ => Ok(()),

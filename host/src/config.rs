@@ -152,7 +152,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "TODO_HOST_PUBLIC_URL", value_name = "URL", value_parser = parse_public_url)]
     pub public_url: Option<http::uri::Uri>,
 
-    /// Largest value a guest may store under one key.
+    /// Largest value a guest may store under one key; components also read it as the
+    /// configuration key `kv_max_value`, unless `--config` sets that key.
     #[arg(long, global = true, env = "TODO_HOST_KV_MAX_VALUE", default_value = "1MiB", value_parser = parse_size)]
     pub kv_max_value: usize,
 

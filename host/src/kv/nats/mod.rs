@@ -280,7 +280,7 @@ impl NatsBackend {
                                     .map_err(|err| match timed_out {
                                         true => Attempt::Transient(error_chain(&err)),
                                         false => Attempt::Failed(KvError::new(
-                                            "not found",
+                                            "not there after the failed create",
                                             error_chain(&err),
                                         )),
                                     })
